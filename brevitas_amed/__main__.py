@@ -1,0 +1,5 @@
+import sys
+
+from brevitas_amed.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""The ``brevitas-amed`` command line.
+
+Each sub-command lives in ``brevitas_amed/commands/<name>.py`` with two functions:
+``add_parser(subparsers)`` and ``run(args) -> int``. Errors become one line on stderr and exit
+code 2; ``--traceback`` shows the full trace for bug reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("recipe", "report", "compare", "latency", "backends", "workload")
+
+
+def _load(name: str):
+    return importlib.import_module(f"brevitas_amed.commands.{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brevitas-amed",
+        description="Automatic mixed-precision quantization for edge devices (AMED) on Brevitas.",
+    )
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = _load(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"brevitas_amed.commands.{name}":
+                continue  # command not built yet in this checkout
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("brevitas-amed: interrupted; finished work is saved, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract is one line, exit 2
+        if args.traceback:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"brevitas-amed: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

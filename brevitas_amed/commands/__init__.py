@@ -1,0 +1,1 @@
+"""Sub-commands of the ``brevitas-amed`` CLI: one module each, ``add_parser`` + ``run``."""
