@@ -136,13 +136,19 @@ class Knob:
     choices: tuple[int, ...]
     fixed: int | None = None
     is_float: bool = False
-    # Paths of the bit-width modules, resolved on every use: Brevitas rebuilds its quantizer
-    # modules when a state_dict is loaded, so references would go stale.
+    # Paths of the bit-width modules under ``_root``. Brevitas rebuilds its quantizer modules
+    # when a state_dict is loaded, so resolved modules are cached only until the next load.
     _impl_paths: list[str] = dataclasses.field(default_factory=list, repr=False)
     _root: nn.Module | None = dataclasses.field(default=None, repr=False)
+    _cache: list[nn.Module] | None = dataclasses.field(default=None, repr=False)
 
     def impls(self) -> list[nn.Module]:
-        return [self._root.get_submodule(p) for p in self._impl_paths]
+        if self._cache is None:
+            self._cache = [self._root.get_submodule(p) for p in self._impl_paths]
+        return self._cache
+
+    def forget_modules(self) -> None:
+        self._cache = None
 
     @property
     def searchable(self) -> bool:
@@ -152,11 +158,11 @@ class Knob:
     def bits(self) -> int | None:
         if self.is_float:
             return None
-        return int(self._root.get_submodule(self._impl_paths[0]).bit_width.item())
+        return int(self.impls()[0].bit_width.item())
 
     def set(self, bits: int) -> None:
-        for path in self._impl_paths:
-            self._root.get_submodule(path).bit_width.fill_(bits)
+        for impl in self.impls():
+            impl.bit_width.fill_(bits)
 
 
 class QuantizedModel(nn.Module):
@@ -170,6 +176,12 @@ class QuantizedModel(nn.Module):
         self.knobs = knobs
         self.layers = layers
         self.layer_knobs = layer_knobs
+        self.register_load_state_dict_post_hook(QuantizedModel._forget_knob_modules)
+
+    @staticmethod
+    def _forget_knob_modules(module: "QuantizedModel", _incompatible_keys) -> None:
+        for knob in module.knobs.values():
+            knob.forget_modules()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
