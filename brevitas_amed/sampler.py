@@ -43,8 +43,8 @@ class GeometricAnnealing:
         ValueError: If a temperature is not positive, ``final > initial`` or ``n_trials < 1``.
     """
 
-    initial: float = 0.02
-    final: float = 0.0005
+    initial: float = 0.002
+    final: float = 0.0001
     n_trials: int = 300
 
     def __post_init__(self) -> None:
@@ -118,8 +118,9 @@ class AMEDSampler(BaseSampler):
         temperature:
             Temperature in units of the score: a positive float for a constant temperature, or a
             callable from the trial number to a positive temperature. The default
-            :class:`GeometricAnnealing` suits scores of order one, such as accuracy or
-            :class:`~brevitas_amed.QualityScore`.
+            :class:`GeometricAnnealing` (0.002 down to 0.0001 over 300 trials) suits scores
+            that are accuracies in ``[0, 1]`` or :class:`~brevitas_amed.QualityScore`, where a
+            tenth of an accuracy point is a step worth weighing; scale it with your score.
         max_coordinates:
             Largest number of parameters one proposal moves; each proposal moves between one
             and this many, uniformly.
