@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import optuna
@@ -38,10 +40,9 @@ def _quality_objective(trial: optuna.Trial) -> float:
     return QUALITY(_pareto_objective(trial))
 
 
+@functools.lru_cache(maxsize=None)
 def _best_quality() -> float:
     # The layers are coupled only through the threshold; 5**8 states are few enough to scan.
-    import itertools
-
     return max(
         QUALITY(_accuracy_latency(dict(zip(LAYERS, bits))))
         for bits in itertools.product(BITS, repeat=len(LAYERS))
@@ -101,6 +102,27 @@ def test_chain_beats_random_search_at_equal_budget() -> None:
     amed = [best_after(AMEDSampler(seed=s)) for s in range(3)]
     random = [best_after(optuna.samplers.RandomSampler(seed=s)) for s in range(3)]
     assert sum(optimum - a for a in amed) < 0.5 * sum(optimum - r for r in random)
+
+
+def test_chain_states_follow_boltzmann_distribution_in_a_study() -> None:
+    # A 3 x 4 grid at a fixed temperature: once every state is known, the chain moves through
+    # the energy cache between trials; the state stored with each trial is a sample of it.
+    energy = {(i, j): 0.7 * (i - 1) ** 2 + 0.4 * j for i in range(3) for j in range(4)}
+
+    def objective(trial: optuna.Trial) -> float:
+        return energy[trial.suggest_int("i", 0, 2), trial.suggest_int("j", 0, 3)]
+
+    sampler = AMEDSampler(seed=0, temperature=1.0, max_moves_per_trial=50)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=500)
+    states = [r.state for r in _records(study)[100:]]
+    weights = {s: math.exp(-e) for s, e in energy.items()}
+    total = sum(weights.values())
+    chi2 = sum(
+        (states.count(s) - len(states) * w / total) ** 2 / (len(states) * w / total)
+        for s, w in weights.items()
+    )
+    assert chi2 < 31.26  # 99.9% quantile of chi-square with 11 degrees of freedom
 
 
 def test_acceptance_rate_falls_with_temperature() -> None:
