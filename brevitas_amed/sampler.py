@@ -350,7 +350,8 @@ class AMEDSampler(BaseSampler):
     ) -> tuple[_mh.State, float]:
         """Move through known states until a proposal lands on an unevaluated one."""
         sizes = table.space.sizes
-        running = {p.proposal for p in record.pending}
+        # States other workers are evaluating from this state; re-proposing them wastes a trial.
+        running = {p.proposal for p in record.pending if p.epoch == record.epoch}
         fallback: tuple[_mh.State, float] = (record.state, 0.0)
         for _ in range(self._max_moves):
             proposal, log_hastings = _mh.propose(
