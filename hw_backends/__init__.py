@@ -1,5 +1,27 @@
-"""Bit-aware latency from hardware models. Imports no torch, brevitas or brevitas_amed."""
+"""Bit-aware latency from hardware models. Imports no torch, brevitas or brevitas_amed.
 
+Usage::
+
+    import hw_backends
+    hw_backends.available()                                   # backends and their profiles
+    backend = hw_backends.get("scalesim", profile="eyeriss")  # or a path to a profile YAML
+    report = backend.latency(workload, bits)                  # bits: {layer: (weight_bits, act_bits)}
+    report.cycles, report.seconds, report.per_layer[name].cycles
+"""
+
+from hw_backends.analytic import AnalyticBackend
+from hw_backends.base import Backend
+from hw_backends.errors import (HWBackendError, ProfileError, SimulationError, SimulationTimeout,
+                                UnknownBackendError)
+from hw_backends.profile import Profile, load_profile, shipped_profiles
+from hw_backends.registry import available, get, register
+from hw_backends.report import LatencyReport, LayerLatency
 from hw_backends.workload import Layer, Workload
 
-__all__ = ["Layer", "Workload"]
+register("analytic", AnalyticBackend)
+
+__all__ = [
+    "AnalyticBackend", "Backend", "HWBackendError", "LatencyReport", "Layer", "LayerLatency",
+    "Profile", "ProfileError", "SimulationError", "SimulationTimeout", "UnknownBackendError",
+    "Workload", "available", "get", "load_profile", "register", "shipped_profiles",
+]
