@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
+import warnings
 
 COMMANDS = ("recipe", "report", "compare", "latency", "backends", "workload")
+
+
+def _quiet_dependencies() -> None:
+    """Silence import-time chatter of the CUDA torch build on CPU machines and of Brevitas."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*fast_hadamard_transform.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"brevitas\..*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")
 
 
 def _load(name: str):
@@ -37,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    _quiet_dependencies()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

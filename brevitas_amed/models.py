@@ -12,13 +12,13 @@ BUILTIN_MODELS = ("digits_cnn",)
 
 
 class DigitsCNN(nn.Module):
-    """A small residual CNN for 8x8 single-channel digits (6 compute layers, ~0.2 M params).
+    """A small residual CNN for 8x8 single-channel digits (6 compute layers, 42 k weights).
 
     Wide enough that a 32x32 systolic array sees several folds per layer, so bit widths move
     latency the way they do on real networks.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 64):
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32):
         super().__init__()
         w = width
         self.stem = nn.Sequential(nn.Conv2d(in_channels, w // 2, 3, padding=1, bias=False), nn.BatchNorm2d(w // 2), nn.ReLU())

@@ -176,10 +176,20 @@ class QuantizedModel(nn.Module):
         self.knobs = knobs
         self.layers = layers
         self.layer_knobs = layer_knobs
-        self.register_load_state_dict_post_hook(QuantizedModel._forget_knob_modules)
+        self._shared_paths = _shared_module_paths(graph_model)
+        self.register_load_state_dict_post_hook(QuantizedModel._after_load)
 
     @staticmethod
-    def _forget_knob_modules(module: "QuantizedModel", _incompatible_keys) -> None:
+    def _after_load(module: "QuantizedModel", _incompatible_keys) -> None:
+        # Brevitas rebuilds quantizer internals on load, which unties the scale that the inputs
+        # of a residual add share (and would let training drift them apart): tie them again.
+        for paths in module._shared_paths:
+            target = module.model.get_submodule(paths[0])
+            for path in paths[1:]:
+                parent, _, attr = path.rpartition(".")
+                owner = module.model.get_submodule(parent) if parent else module.model
+                if getattr(owner, attr) is not target:
+                    setattr(owner, attr, target)
         for knob in module.knobs.values():
             knob.forget_modules()
 
@@ -369,6 +379,16 @@ def quantize(model: nn.Module, policy: QuantPolicy | None = None) -> QuantizedMo
     qmodel = QuantizedModel(qgraph, policy, knobs, layers, layer_knobs)
     _apply_policy(qmodel, output_knob)
     return qmodel
+
+
+def _shared_module_paths(graph: nn.Module) -> list[list[str]]:
+    """Groups of paths at which one module object is registered, shallowest groups first."""
+    by_id: dict[int, list[str]] = {}
+    for path, module in graph.named_modules(remove_duplicate=False):
+        if path:
+            by_id.setdefault(id(module), []).append(path)
+    groups = [paths for paths in by_id.values() if len(paths) > 1]
+    return sorted(groups, key=lambda paths: min(p.count(".") for p in paths))
 
 
 def _bit_width_impls(module: nn.Module, prefix: str = "") -> dict[str, nn.Module]:

@@ -204,3 +204,22 @@ def test_torchvision_models_forward_backward_at_every_bit_width(name):
         grads = [p.grad for p in q.scale_parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads), bits
     assert {b for pair in q.get_bits().values() for b in pair} == {8}  # fixed first/last; searchable ones at 8
+
+
+def test_residual_scales_stay_tied_after_loading_and_training(qdigits, digits_splits):
+    """Brevitas rebuilds quantizers on load; the shared residual scale must stay one parameter."""
+    qdigits.load_state_dict(copy.deepcopy(qdigits.state_dict()))
+    modules = dict(qdigits.model.named_modules(remove_duplicate=False))
+    scale = lambda path: modules[path].act_quant.fused_activation_quant_proxy.tensor_quant.scaling_impl
+    assert scale("conv2.2") is scale("add_quant")
+    x, y = _test_batch(digits_splits, 64)
+    qdigits.train()
+    qdigits.set_bits({"block_a.0": (4, 3), "conv2.0": (5, 2)})
+    opt = torch.optim.Adam(qdigits.parameters(), 1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(qdigits(x), y).backward()
+        opt.step()
+    qdigits.eval()
+    with torch.no_grad():
+        assert torch.isfinite(qdigits(x)).all()  # an untied scale raises "Scaling factors are different"
