@@ -388,7 +388,7 @@ def _export(job: Job, label: str) -> dict[str, Any]:
     path = export_qonnx(job.qmodel, x_all[:1], job.out / "models" / f"{label}.onnx")
     result: dict[str, Any] = {"path": str(path), "verified": None}
     if job.recipe.export.verify:
-        check = verify_qonnx(job.qmodel, path, x_all[:8], job.recipe.export.tolerance)
+        check = verify_qonnx(job.qmodel, path, x_all[: job.recipe.export.verify_samples], job.recipe.export.tolerance)
         result.update(verified=check.passed, max_abs_diff=check.max_abs_diff, same_predictions=check.same_predictions)
         if not check.passed:
             log.warning("%s: QONNX output differs from PyTorch by %.3g", label, check.max_abs_diff)

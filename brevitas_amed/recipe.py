@@ -135,6 +135,7 @@ class ExportConfig(_Section):
     qonnx: bool = True
     verify: bool = True
     tolerance: float = Field(1e-3, gt=0, description="max |QONNX - PyTorch| allowed, relative to the output range")
+    verify_samples: int = Field(8, ge=1, description="test inputs executed with qonnx")
 
 
 class Recipe(_Section):

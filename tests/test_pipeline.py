@@ -1,0 +1,95 @@
+"""The whole job on tiny settings: real data, real Brevitas, real Optuna storage, real QONNX."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from brevitas_amed.cli import main
+from brevitas_amed.pipeline import run
+from brevitas_amed.recipe import RecipeError, load_recipe
+
+TINY = ["hardware.backend=analytic", "search.trials=4", "search.warmup_epochs=1", "search.adapt_steps=2",
+        "model.pretrain.epochs=2", "finetune.epochs=1", "finetune.top_k=2", "finetune.baselines=[8, 4]",
+        "export.verify_samples=4", "threads=1"]
+
+
+def _recipe(out, *extra):
+    return load_recipe(None, TINY + [f"output_dir={out}", *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    summary = run(_recipe(out), progress=None)
+    return out, summary
+
+
+def test_tiny_digits_job_writes_models_and_report(tiny_run):
+    out, summary = tiny_run
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert summary["trials"] == 4 and summary["float_accuracy"]["test"] > 0.8
+    labels = [f["label"] for f in summary["finals"]]
+    assert "uniform-8" in labels and "uniform-4" in labels and any(l.startswith("amed-t") for l in labels)
+    for final in summary["finals"]:
+        assert 0 <= final["test_accuracy"] <= 1
+        assert final["latency_cycles"] == sum(final["per_layer_cycles"].values()) > 0
+        assert final["qonnx"]["verified"] is True, final["qonnx"]
+        assert (out / "models" / f"{final['label']}.onnx").is_file()
+        assert set(final["bits"]) == {"stem.0", "conv2.0", "block_a.0", "block_b.0", "conv5.0", "fc"}
+    u8 = next(f for f in summary["finals"] if f["label"] == "uniform-8")
+    u4 = next(f for f in summary["finals"] if f["label"] == "uniform-4")
+    assert u8["latency_cycles"] == summary["uniform8_latency_cycles"]
+    assert u4["latency_cycles"] < u8["latency_cycles"] and u4["size_bits"] < u8["size_bits"]
+    for name in ("pareto.png", "bits.png", "report.md", "trials.json", "study.db", "recipe.yaml"):
+        assert (out / name).is_file(), name
+    assert "uniform-4" in (out / "report.md").read_text()
+
+
+def test_rerun_resumes_without_repeating_trials_or_finetuning(tiny_run):
+    out, summary = tiny_run
+    ckpt = out / "models" / "uniform-8.pt"
+    before = ckpt.stat().st_mtime_ns
+    again = run(_recipe(out, "search.trials=6"), progress=None)
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{out / 'study.db'}")
+    assert again["trials"] == 6 and len(study.trials) == 6
+    assert [t.number for t in study.trials] == list(range(6))
+    assert ckpt.stat().st_mtime_ns == before  # same bits and settings: not fine-tuned again
+
+
+def test_interrupted_trial_is_failed_and_study_continues(tiny_run):
+    out, _ = tiny_run
+    storage = f"sqlite:///{out / 'study.db'}"
+    study = optuna.load_study(study_name="digits", storage=storage)
+    orphan = study.ask()  # what a killed run leaves behind: a RUNNING trial
+    run(_recipe(out, "search.trials=7"), progress=None)
+    study = optuna.load_study(study_name="digits", storage=storage)
+    assert study.trials[orphan.number].state == optuna.trial.TrialState.FAIL
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(done) == 7
+
+
+def test_other_recipe_cannot_reuse_the_output_dir(tiny_run):
+    out, _ = tiny_run
+    with pytest.raises(RecipeError, match="different quantization settings"):
+        run(_recipe(out, "quantization.weight_bits=[4, 8]", "finetune.baselines=[8, 4]"), progress=None)
+
+
+def test_report_command_redraws(tiny_run, capsys):
+    out, _ = tiny_run
+    (out / "pareto.png").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "pareto.png").is_file()
+    assert main(["report", str(out / "nope")]) == 2
+    assert "run 'brevitas-amed recipe" in capsys.readouterr().err
+
+
+def test_resnet18_through_the_pipeline_on_small_inputs(tmp_path):
+    recipe = _recipe(tmp_path, "model.name=resnet18", "data.channels=3", "data.image_size=16",
+                     "search.trials=2", "finetune.baselines=[8]", "finetune.top_k=1", "model.pretrain.epochs=1",
+                     "export.verify_samples=1")
+    summary = run(recipe, progress=None)
+    assert len(summary["finals"][0]["bits"]) == 21
+    assert all(f["qonnx"]["verified"] for f in summary["finals"])
