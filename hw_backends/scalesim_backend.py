@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from importlib import metadata
 from multiprocessing.connection import Connection, wait
@@ -146,6 +147,10 @@ def _context():
 def _worker(sender: Connection, spec: SimSpec, profile: Profile, label: str) -> None:
     from hw_backends._scalesim_compat import simulate
 
+    # SCALE-Sim creates (disabled) tqdm bars, which take tqdm's lock: by default a
+    # multiprocessing semaphore shared with the parent. A worker killed at its timeout while
+    # holding it would block the parent's next progress bar forever, so workers use their own.
+    tqdm.set_lock(threading.RLock())
     try:
         sender.send(simulate(spec, profile, label))
     except SimulationError as exc:
@@ -160,7 +165,7 @@ def _receive(receiver: Connection, process: multiprocessing.Process, label: str,
         outcome = receiver.recv()
     except EOFError:
         process.join()
-        outcome = SimulationError(
+        return SimulationError(
             f"SCALE-Sim worker for layer {label} on profile {profile!r} died with exit code "
             f"{process.exitcode} (out of memory?); retry with fewer workers", layer=label, profile=profile)
     finally:

@@ -66,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def backend_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments for the backend; scalesim-only options are refused elsewhere."""
+    """Keyword arguments for the backend.
+
+    Raises:
+        ValueError: If a scalesim-only option is given with another backend.
+    """
     given = {name: getattr(args, name) for name in SCALESIM_ONLY if getattr(args, name) is not None}
     if given and args.backend != "scalesim":
         raise ValueError(f"--{next(iter(given))} only applies to --backend scalesim")
