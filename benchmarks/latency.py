@@ -6,7 +6,7 @@ in a new process-like instance and from memory (warm), the cost of one allocatio
 and the analytic backend's time and error on every table entry against SCALE-Sim.
 
 By default the network runs at 56x56 input (cold SCALE-Sim at 224x224 costs many minutes per
-profile on two cores); ``--full`` runs 224x224.
+profile on two cores); ``--full`` runs 224x224, ``--input-size`` any other size.
 
     PYTHONPATH=. python benchmarks/latency.py                 # 56x56, all profiles
     PYTHONPATH=. python benchmarks/latency.py --full          # 224x224
@@ -30,7 +30,8 @@ from hw_backends.cache import LatencyCache
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--full", action="store_true", help="224x224 input instead of 56x56")
+    p.add_argument("--full", action="store_true", help="224x224 input (same as --input-size 224)")
+    p.add_argument("--input-size", type=int, default=56, help="input height and width (default 56)")
     p.add_argument("--profiles", default="scalesim,eyeriss,lowmem")
     p.add_argument("--bits", default="2,3,4,8")
     p.add_argument("--workers", type=int, default=None)
@@ -88,7 +89,7 @@ def bench_profile(profile: str, workload, widths, args, cache_url: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    size = 224 if args.full else 56
+    size = 224 if args.full else args.input_size
     widths = [int(b) for b in args.bits.split(",")]
     workload = build_workload(torchvision.models.resnet18(), (3, size, size), name=f"resnet18@{size}")
     distinct = len({layer.shape_key() for layer in workload})
