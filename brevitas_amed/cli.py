@@ -13,7 +13,7 @@ import logging
 import sys
 import warnings
 
-COMMANDS = ("recipe", "report", "compare", "latency", "backends", "workload")
+COMMANDS = ("recipe", "compare", "report", "latency", "backends")
 
 
 def _quiet_dependencies() -> None:
@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--traceback", action="store_true", help="show the full traceback on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = _load(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"brevitas_amed.commands.{name}":
-                continue  # command not built yet in this checkout
-            raise
-        module.add_parser(sub)
+        _load(name).add_parser(sub)
     return parser
 
 

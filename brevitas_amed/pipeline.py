@@ -318,11 +318,16 @@ def _best_quality(study) -> Optional[float]:
 
 
 def pareto_candidates(job: Job, study) -> list[dict[str, Any]]:
-    """The Pareto-best trials, best quality score first, ``finetune.top_k`` of them."""
+    """``finetune.top_k`` Pareto-best trials, best quality score first, one per latency."""
     front = [t for t in study.best_trials if "quality" in t.user_attrs]
     front.sort(key=lambda t: t.user_attrs["quality"], reverse=True)
-    picked = []
-    for t in front[: job.recipe.finetune.top_k]:
+    picked, latencies = [], set()
+    for t in front:
+        if len(picked) == job.recipe.finetune.top_k:
+            break
+        if t.values[1] in latencies:
+            continue  # same point of the front: fine-tuning it again adds nothing to the report
+        latencies.add(t.values[1])
         picked.append({"label": f"{job.recipe.search.sampler}-t{t.number}", "kind": "search", "trial": t.number,
                        "knob_bits": {knob_name(p): v for p, v in t.params.items()},
                        "search_accuracy": t.values[0], "search_quality": t.user_attrs["quality"]})
@@ -427,7 +432,8 @@ def build_summary(job: Job, study, finals: list[dict[str, Any]], elapsed_s: floa
     from optuna.trial import TrialState
 
     searched = [f for f in finals if f["kind"] == "search"]
-    best = max(searched, key=lambda f: f["test_accuracy"] - job.recipe.quality.beta * f["latency_ratio"], default=None)
+    # Chosen on validation accuracy (the test split only reports).
+    best = max(searched, key=lambda f: job.quality.score(f["val_accuracy"], f["latency_cycles"]), default=None)
     return {
         "recipe": job.recipe.name,
         "model": job.recipe.model.name,

@@ -101,7 +101,7 @@ class SearchConfig(_Section):
 
 
 class QualityConfig(_Section):
-    beta: float = Field(0.1, ge=0, description="accuracy traded for removing all uniform-8-bit latency")
+    beta: float = Field(0.3, ge=0, description="accuracy traded for removing all uniform-8-bit latency")
     accuracy_threshold: Optional[float] = Field(None, ge=0, le=1)
     max_accuracy_drop: Optional[float] = Field(0.01, ge=0, le=1, description="threshold = float accuracy - this")
     penalty: float = Field(10.0, ge=0)
@@ -144,7 +144,7 @@ class Recipe(_Section):
     name: str = Field("digits", min_length=1)
     seed: int = 0
     output_dir: str = Field("runs/digits", min_length=1)
-    threads: Optional[int] = Field(None, ge=1, description="torch threads (default: all cores)")
+    threads: Optional[int] = Field(1, ge=1, description="torch threads; 1 is fastest for small models, null = all cores")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     quantization: QuantizationConfig = QuantizationConfig()
