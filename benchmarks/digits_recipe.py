@@ -33,7 +33,7 @@ def main() -> None:
     float_acc = summary["float_accuracy"]["test"]
     best = next(f for f in summary["finals"] if f["label"] == summary["best"])
     drop = 100 * (float_acc - best["test_accuracy"])
-    print(f"| figure | measured | target |\n|---|---|---|")
+    print("| figure | measured | target |\n|---|---|---|")
     print(f"| wall time, cold cache | {elapsed:.0f} s | <= 300 s {'(met)' if elapsed <= 300 else '(MISSED)'} |")
     print(f"| float test accuracy | {100 * float_acc:.2f}% | |")
     print(f"| best ({best['label']}) test accuracy | {100 * best['test_accuracy']:.2f}% ({-drop:+.2f} pt) | "

@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -171,7 +170,7 @@ def build_job(recipe: Recipe, progress) -> Job:
     qmodel, base_state = shared_quantized_model(recipe, fmodel, loaders, out, progress)
     workload = qmodel.workload(data.input_shape, name=recipe.model.name)
     q = recipe.quantization
-    fixed = {b for k in qmodel.knobs.values() if k.fixed for b in [k.fixed]}
+    fixed = {k.fixed for k in qmodel.knobs.values() if k.fixed is not None}
     table = latency_table(backend, workload, sorted(set(q.weight_bits) | fixed | {8}), sorted(set(q.act_bits) | fixed | {8}))
     reference = sum(table[layer][(8, 8)].cycles for layer in workload.names)
     quality = make_quality(recipe, float_acc["val"], reference, qmodel)

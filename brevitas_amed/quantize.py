@@ -457,7 +457,6 @@ def _build_knobs(qgraph: fx.GraphModule, policy: QuantPolicy):
 
     knobs: dict[str, Knob] = {}
     layer_knobs: dict[str, tuple[str, str | None]] = {}
-    first, last = layers[0], layers[-1]
     for layer in layers:
         knobs[layer] = Knob(layer, "weight", [layer], [layer], policy.weight_bits, _root=qgraph,
                             _impl_paths=list(_bit_width_impls(modules[layer].weight_quant, f"{layer}.weight_quant")))

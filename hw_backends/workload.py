@@ -8,7 +8,6 @@ bit knobs (weights, input activations) that control each layer's precision.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Iterable, Mapping
 
 LAYER_KINDS = ("conv", "linear")
