@@ -16,12 +16,14 @@ from hw_backends.errors import (HWBackendError, ProfileError, SimulationError, S
 from hw_backends.profile import Profile, load_profile, shipped_profiles
 from hw_backends.registry import available, get, register
 from hw_backends.report import LatencyReport, LayerLatency
+from hw_backends.scalesim_backend import ScaleSimBackend
 from hw_backends.workload import Layer, Workload
 
 register("analytic", AnalyticBackend)
+register("scalesim", ScaleSimBackend)
 
 __all__ = [
     "AnalyticBackend", "Backend", "HWBackendError", "LatencyReport", "Layer", "LayerLatency",
-    "Profile", "ProfileError", "SimulationError", "SimulationTimeout", "UnknownBackendError",
+    "Profile", "ProfileError", "ScaleSimBackend", "SimulationError", "SimulationTimeout", "UnknownBackendError",
     "Workload", "available", "get", "load_profile", "register", "shipped_profiles",
 ]

@@ -24,7 +24,8 @@ and on small layers of every dataflow in the tests.
 With finite bandwidth (``dram.mode: user``) the model adds a documented approximation: each
 operand's DRAM traffic is its prefetch stream (im2col operand matrix, padded to the array edge)
 times the passes the fold order makes over it (one pass when it fits in the active half of its
-double-buffered SRAM), the ofmap traffic is every partial-sum write, and the layer takes
+double-buffered SRAM) less the active half SCALE-Sim fills before the layer starts, the ofmap
+traffic is every partial-sum write, and the layer takes
 ``max(compute cycles, traffic / bandwidth for each operand)``. SCALE-Sim's read buffers also
 re-fetch a whole pass when a skewed demand falls just behind their prefetch window, which this
 bound does not model: it tends to under-estimate memory-bound layers with tiny SRAMs.
@@ -104,23 +105,28 @@ def memory_cycles(fold: Folding, spec: SimSpec, profile: Profile) -> int:
                            chunk=cols * fold.temporal)
         ofmap = fold.spatial_rows * fold.spatial_cols
     else:
-        streamed_traffic = _traffic(streamed, fold.col_folds,
-                                    spec.ifmap_sram if profile.dataflow == "ws" else spec.filter_sram)
-        ifmap, filters = ((streamed_traffic, stationary) if profile.dataflow == "ws"
-                          else (stationary, streamed_traffic))
+        stream_sram, stationary_sram = ((spec.ifmap_sram, spec.filter_sram) if profile.dataflow == "ws"
+                                        else (spec.filter_sram, spec.ifmap_sram))
+        streamed_traffic = _traffic(streamed, fold.col_folds, stream_sram)
+        stationary_traffic = _traffic(stationary, 1, stationary_sram)
+        ifmap, filters = ((streamed_traffic, stationary_traffic) if profile.dataflow == "ws"
+                          else (stationary_traffic, streamed_traffic))
         ofmap = fold.row_folds * fold.temporal * fold.spatial_cols
     return max(math.ceil(ifmap / spec.ifmap_bw), math.ceil(filters / spec.filter_bw),
                math.ceil(ofmap / spec.ofmap_bw))
 
 
 def _traffic(stream: int, passes: int, sram: int, chunk: int | None = None) -> int:
-    """Elements fetched for a stream read ``passes`` times; once if its reused part fits.
+    """Elements fetched while the layer runs for a stream read ``passes`` times.
 
-    ``chunk`` is the part re-read on consecutive passes (the whole stream when ``None``); it
-    fits when it is no larger than the active half of the double-buffered SRAM.
+    The stream is read once if its reused part (``chunk``, the whole stream when ``None``) fits
+    in the active half of the double-buffered SRAM, else ``passes`` times. SCALE-Sim fills the
+    active half before the layer starts, so that part costs no cycles.
     """
+    active = math.ceil(sram / 2)
     reused = stream if chunk is None else chunk
-    return stream if reused <= math.ceil(sram / 2) else stream * passes
+    total = stream if reused <= active else stream * passes
+    return max(0, total - active)
 
 
 def estimate(spec: SimSpec, profile: Profile) -> LayerLatency:

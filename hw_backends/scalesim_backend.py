@@ -1,0 +1,169 @@
+"""The ``scalesim`` backend: the real SCALE-Sim per layer, cached, in parallel, with a timeout."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from importlib import metadata
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Mapping
+
+from tqdm import tqdm
+
+from hw_backends.base import Backend
+from hw_backends.cache import LatencyCache, cache_key
+from hw_backends.errors import SimulationError, SimulationTimeout
+from hw_backends.precision import SimSpec
+from hw_backends.profile import Profile
+from hw_backends.report import LayerLatency
+
+DEFAULT_TIMEOUT_S = 3600.0
+
+
+class ScaleSimBackend(Backend):
+    """SCALE-Sim 3 run per distinct convolution, each in its own worker process.
+
+    Results are kept in memory and in a persistent :class:`LatencyCache`, keyed by backend
+    version, SCALE-Sim version, profile contents and the simulated convolution, so a layer shape
+    at a bit allocation is simulated once per machine (or cluster, with a shared database URL).
+
+    Args:
+        profile: A shipped profile name, a path to a profile YAML, or a :class:`Profile`.
+        cache: A database URL, a :class:`LatencyCache`, ``None`` for the default
+            (``$BREVITAS_AMED_CACHE`` or ``~/.cache/brevitas-amed/latency.db``), or ``False`` for
+            no persistent cache.
+        workers: Simulations run at once (default: the machine's CPU count).
+        timeout_s: Longest a single convolution may simulate before :class:`SimulationTimeout`.
+
+    Raises:
+        ProfileError: If the profile cannot be loaded.
+        ValueError: If ``workers`` or ``timeout_s`` is not positive or the cache URL is invalid.
+    """
+
+    name = "scalesim"
+    version = "1"
+
+    def __init__(self, profile: "str | Path | Profile" = "scalesim", cache: "str | LatencyCache | bool | None" = None,
+                 workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        super().__init__(profile)
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        if cache is False:
+            self.cache = None
+        elif isinstance(cache, LatencyCache):
+            self.cache = cache
+        else:
+            self.cache = LatencyCache(None if cache in (None, True) else str(cache))
+        self.workers = workers or os.cpu_count() or 1
+        self.timeout_s = float(timeout_s)
+        self._namespace = (self.name, self.version, metadata.version("scalesim"), self.profile.content_hash)
+        self._results: dict[SimSpec, LayerLatency] = {}
+
+    def _simulate(self, specs: Mapping[SimSpec, str], progress: bool) -> dict[SimSpec, LayerLatency]:
+        todo = [spec for spec in specs if spec not in self._results]
+        if todo and self.cache is not None:
+            keys = {cache_key(self._namespace, spec.key()): spec for spec in todo}
+            for key, result in self.cache.get_many(keys).items():
+                self._results[keys[key]] = result
+            todo = [spec for spec in todo if spec not in self._results]
+        if todo:
+            self._run_pool({spec: specs[spec] for spec in todo}, progress)
+        return {spec: self._results[spec] for spec in specs}
+
+    def _store(self, spec: SimSpec, result: LayerLatency) -> None:
+        self._results[spec] = result
+        if self.cache is not None:
+            self.cache.put(cache_key(self._namespace, spec.key()), self.name,
+                           self.profile.content_hash, spec.key(), result)
+
+    def _run_pool(self, jobs: Mapping[SimSpec, str], progress: bool) -> None:
+        """Simulate ``jobs`` on up to ``workers`` processes; store each result as it arrives.
+
+        Raises:
+            SimulationError: The first failure, after every other job has finished.
+        """
+        context = _context()
+        pending = list(jobs.items())
+        running: dict[Connection, tuple[multiprocessing.Process, SimSpec, float]] = {}
+        errors: list[SimulationError] = []
+        bar = tqdm(total=len(pending), disable=not progress, unit="sim",
+                   desc=f"SCALE-Sim {self.profile.name}")
+        try:
+            while pending or running:
+                while pending and len(running) < self.workers:
+                    spec, label = pending.pop(0)
+                    receiver, sender = context.Pipe(duplex=False)
+                    process = context.Process(target=_worker, args=(sender, spec, self.profile, label),
+                                              daemon=True)
+                    process.start()
+                    sender.close()
+                    running[receiver] = (process, spec, time.monotonic() + self.timeout_s)
+                next_deadline = min(deadline for _p, _s, deadline in running.values())
+                for receiver in wait(list(running), timeout=max(0.0, next_deadline - time.monotonic())):
+                    process, spec, _deadline = running.pop(receiver)
+                    outcome = _receive(receiver, process, jobs[spec], self.profile.name)
+                    if isinstance(outcome, SimulationError):
+                        errors.append(outcome)
+                    else:
+                        self._store(spec, outcome)
+                    bar.update(1)
+                errors.extend(self._reap_overdue(running, jobs))
+        finally:
+            bar.close()
+            for process, _spec, _deadline in running.values():
+                process.kill()
+        if errors:
+            raise errors[0]
+
+    def _reap_overdue(self, running: dict, jobs: Mapping[SimSpec, str]) -> list[SimulationError]:
+        now = time.monotonic()
+        overdue = [receiver for receiver, (_p, _s, deadline) in running.items() if deadline <= now]
+        timeouts = []
+        for receiver in overdue:
+            process, spec, _deadline = running.pop(receiver)
+            process.kill()
+            process.join()
+            receiver.close()
+            timeouts.append(SimulationTimeout(
+                f"SCALE-Sim took longer than {self.timeout_s:g} s on layer {jobs[spec]} with profile "
+                f"{self.profile.name!r}; raise timeout_s or use the 'analytic' backend",
+                layer=jobs[spec], profile=self.profile.name))
+        return timeouts
+
+
+def _context():
+    # fork where the platform has it: workers start in milliseconds and a user's script needs no
+    # ``if __name__ == "__main__"`` guard (spawn and forkserver re-import the main module).
+    # The workers run only SCALE-Sim (numpy), never the parent's torch threads.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
+def _worker(sender: Connection, spec: SimSpec, profile: Profile, label: str) -> None:
+    from hw_backends._scalesim_compat import simulate
+
+    try:
+        sender.send(simulate(spec, profile, label))
+    except SimulationError as exc:
+        sender.send(exc)
+    finally:
+        sender.close()
+
+
+def _receive(receiver: Connection, process: multiprocessing.Process, label: str,
+             profile: str) -> LayerLatency | SimulationError:
+    try:
+        outcome = receiver.recv()
+    except EOFError:
+        process.join()
+        outcome = SimulationError(
+            f"SCALE-Sim worker for layer {label} on profile {profile!r} died with exit code "
+            f"{process.exitcode} (out of memory?); retry with fewer workers", layer=label, profile=profile)
+    finally:
+        receiver.close()
+    process.join()
+    return outcome

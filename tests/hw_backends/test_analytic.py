@@ -1,0 +1,79 @@
+"""The analytic backend: exact against SCALE-Sim with ideal bandwidth, and monotone in bits."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+import hw_backends
+from hw_backends import Layer, load_profile
+from hw_backends._scalesim_compat import simulate
+from hw_backends.analytic import estimate
+from hw_backends.precision import simulation_job
+
+# A stride-2/3 layer whose output size needs the crop, beside the shared small layers.
+ODD_LAYER = Layer("odd", "conv", 5, 7, 11, 8, 3, 1, 2, 3, 1, 0)
+
+
+def _variant(profile: str, dataflow: str):
+    base = load_profile(profile)
+    return base.model_copy(update={"dataflow": dataflow, "name": f"{profile}-{dataflow}"})
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os", "is"])
+@pytest.mark.parametrize("profile", ["scalesim", "eyeriss"])
+@pytest.mark.parametrize("bits", [(8, 8), (4, 2)])
+def test_analytic_equals_scalesim_in_calc_mode(profile, dataflow, bits, small_layers):
+    hw = _variant(profile, dataflow)
+    for layer in small_layers + (ODD_LAYER,):
+        spec = simulation_job(layer, hw, *bits).spec
+        simulated = simulate(spec, hw, layer.name)
+        predicted = estimate(spec, hw)
+        assert predicted.cycles == simulated.cycles, (layer.name, profile, dataflow)
+        assert predicted.stall_cycles == simulated.stall_cycles == 0
+        assert predicted.mapping_efficiency == pytest.approx(simulated.mapping_efficiency)
+        assert predicted.utilization == pytest.approx(simulated.utilization)
+
+
+@functools.lru_cache(maxsize=None)
+def _network(name: str):
+    torchvision = pytest.importorskip("torchvision")
+    from brevitas_amed.workload import build_workload
+
+    return build_workload(getattr(torchvision.models, name)(), (3, 224, 224), name=name)
+
+
+@pytest.mark.parametrize("network", ["resnet18", "mobilenet_v2"])
+@pytest.mark.parametrize("profile", ["scalesim", "eyeriss", "lowmem"])
+def test_fewer_bits_never_slower(network, profile):
+    workload = _network(network)
+    backend = hw_backends.get("analytic", profile=profile)
+    widths = range(1, 9)
+    table = backend.layer_table(workload, widths, widths)
+    for name, costs in table.items():
+        for (w, a), cost in costs.items():
+            if w > 1:
+                assert costs[(w - 1, a)].cycles <= cost.cycles, (name, w, a)
+            if a > 1:
+                assert costs[(w, a - 1)].cycles <= cost.cycles, (name, w, a)
+    total = {combo: sum(costs[combo].cycles for costs in table.values()) for combo in [(2, 2), (8, 8)]}
+    assert total[(2, 2)] < total[(8, 8)]
+
+
+def test_warm_allocation_costs_under_a_millisecond():
+    import time
+
+    workload = _network("resnet18")
+    backend = hw_backends.get("analytic", profile="eyeriss")
+    bits = workload.uniform_bits(4, 3)
+    backend.latency(workload, bits)
+    best = min(_timed(backend, workload, bits, time) for _ in range(5))
+    assert best < 1e-3
+
+
+def _timed(backend, workload, bits, time) -> float:
+    start = time.perf_counter()
+    for _ in range(100):
+        backend.latency(workload, bits)
+    return (time.perf_counter() - start) / 100
