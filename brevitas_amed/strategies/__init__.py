@@ -81,6 +81,22 @@ def layer_bits(qmodel, knob_bits: Mapping[str, int] | None = None) -> dict[str, 
     return {layer: (of(w), of(a)) for layer, (w, a) in qmodel.layer_knobs.items()}
 
 
+def side_options(qmodel, knob: str | None) -> tuple[int, ...]:
+    """Bit widths one side of a layer can take: a searchable knob's choices, else its one value.
+
+    Args:
+        qmodel: The quantized model.
+        knob: A layer's weight or input-activation knob (``None``: no quantizer, counted as float).
+
+    Returns:
+        The knob's choices if searchable; else its fixed bits, or :data:`FLOAT_AS_BITS` if float.
+    """
+    if knob is not None and qmodel.knobs[knob].searchable:
+        return tuple(qmodel.knobs[knob].choices)
+    bits = qmodel.knobs[knob].bits if knob is not None else None
+    return (FLOAT_AS_BITS if bits is None else int(bits),)
+
+
 def latency_cycles(ctx: StrategyContext, knob_bits: Mapping[str, int]) -> int:
     """Cycles of ``ctx.workload`` on ``ctx.backend`` when the knobs take ``knob_bits``."""
     return ctx.backend.latency(ctx.workload, layer_bits(ctx.qmodel, knob_bits)).cycles
@@ -112,4 +128,4 @@ def distinct(allocations: Iterator[Mapping[str, int]]) -> list[dict[str, int]]:
     return out
 
 
-__all__ = ["FLOAT_AS_BITS", "StrategyContext", "distinct", "latency_cycles", "layer_bits", "take_batches"]
+__all__ = ["FLOAT_AS_BITS", "StrategyContext", "distinct", "latency_cycles", "layer_bits", "side_options", "take_batches"]

@@ -34,7 +34,7 @@ import torch
 from scipy import optimize, sparse
 from torch import nn
 
-from brevitas_amed.strategies import FLOAT_AS_BITS, StrategyContext, distinct, take_batches
+from brevitas_amed.strategies import StrategyContext, distinct, side_options, take_batches
 from hw_backends.base import Backend
 from hw_backends.workload import Workload
 
@@ -190,7 +190,7 @@ class BitProgram:
                     size[column[(w_knob, b)]] = float(numel * b)
             else:
                 size_offset += numel * (qmodel.knobs[w_knob].bits or 32)
-            w_options, a_options = _options(qmodel, w_knob, space), _options(qmodel, a_knob, space)
+            w_options, a_options = side_options(qmodel, w_knob), side_options(qmodel, a_knob)
             costs = backend.layer_table(Workload.from_layers(workload.name, [layer]), w_options, a_options)[layer.name]
             pairs = {}
             for w in w_options:
@@ -268,14 +268,6 @@ class BitProgram:
         if result.status != 0:
             raise RuntimeError(f"the integer program solver stopped without a solution: {result.message}")
         return {k: b for (k, b), value in zip(self.variables, result.x[:n_x]) if value > 0.5}
-
-
-def _options(qmodel, knob: str | None, space: Mapping[str, Sequence[int]]) -> tuple[int, ...]:
-    """Bit widths a layer side can take: the knob's choices, or its one fixed value."""
-    if knob in space:
-        return tuple(space[knob])
-    bits = qmodel.knobs[knob].bits if knob is not None else None
-    return (FLOAT_AS_BITS if bits is None else int(bits),)
 
 
 def _check_sensitivity(sensitivity: Mapping[str, Mapping[int, float]], variables) -> dict[tuple[str, int], float]:
