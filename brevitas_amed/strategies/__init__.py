@@ -97,11 +97,6 @@ def side_options(qmodel, knob: str | None) -> tuple[int, ...]:
     return (FLOAT_AS_BITS if bits is None else int(bits),)
 
 
-def latency_cycles(ctx: StrategyContext, knob_bits: Mapping[str, int]) -> int:
-    """Cycles of ``ctx.workload`` on ``ctx.backend`` when the knobs take ``knob_bits``."""
-    return ctx.backend.latency(ctx.workload, layer_bits(ctx.qmodel, knob_bits)).cycles
-
-
 def take_batches(loader, count: int) -> list[torch.Tensor]:
     """The inputs of the first ``count`` batches of ``loader`` (targets dropped).
 
@@ -128,4 +123,4 @@ def distinct(allocations: Iterator[Mapping[str, int]]) -> list[dict[str, int]]:
     return out
 
 
-__all__ = ["FLOAT_AS_BITS", "StrategyContext", "distinct", "latency_cycles", "layer_bits", "side_options", "take_batches"]
+__all__ = ["FLOAT_AS_BITS", "StrategyContext", "distinct", "layer_bits", "side_options", "take_batches"]

@@ -24,7 +24,6 @@ A sweep of penalty strengths (:func:`front`, :func:`propose`) traces an accuracy
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from typing import Literal, Mapping, Sequence
 
@@ -191,7 +190,7 @@ def search(qmodel, train_loader, workload: Workload, backend: Backend, penalty: 
     """
     _check_arguments(qmodel, penalty, epochs, lr, weight_lr, ramp)
     cost_model = CostModel(qmodel, workload, backend, cost)
-    saved_state, was_training = copy.deepcopy(qmodel.state_dict()), qmodel.training
+    saved_state, was_training = {k: v.clone() for k, v in qmodel.state_dict().items()}, qmodel.training
     bits = _LearnedBits(qmodel)
     try:
         with torch.random.fork_rng():
@@ -200,8 +199,20 @@ def search(qmodel, train_loader, workload: Workload, backend: Backend, penalty: 
         return bits.rounded()
     finally:
         bits.remove()
-        qmodel.load_state_dict(saved_state)
+        _restore(qmodel, saved_state)
         qmodel.train(was_training)
+
+
+def _restore(qmodel, saved: Mapping[str, torch.Tensor]) -> None:
+    """Copy saved values back in place.
+
+    Not ``load_state_dict``: Brevitas rebuilds quantizer modules on load, which gives the two
+    inputs of a residual add separate scale parameters; training then moves them apart and the
+    integer add fails ("Scaling factors are different").
+    """
+    with torch.no_grad():
+        for name, tensor in qmodel.state_dict().items():
+            tensor.copy_(saved[name])
 
 
 def _check_arguments(qmodel, penalty, epochs, lr, weight_lr, ramp) -> None:

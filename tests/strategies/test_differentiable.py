@@ -57,7 +57,7 @@ def digits_setup(trained_digits_cnn, digits_splits, backend):
 def test_stronger_penalty_gives_lower_latency_and_allowed_bits(digits_setup, backend):
     qmodel, loader, workload = digits_setup
     state = {k: v.clone() for k, v in qmodel.state_dict().items()}
-    bits = qmodel.get_knob_bits()
+    bits, parameters = qmodel.get_knob_bits(), [id(p) for p in qmodel.parameters()]
     points = differentiable.front(qmodel, loader, workload, backend, penalties=(0.0, 10.0), max_steps=8)
     strong, weak = points[0], points[-1]
     latency = [backend.latency(workload, layer_bits(qmodel, a)).cycles for a in (strong, weak)]
@@ -66,6 +66,7 @@ def test_stronger_penalty_gives_lower_latency_and_allowed_bits(digits_setup, bac
     for allocation in points:
         assert set(allocation) == set(space) and all(b in space[k] for k, b in allocation.items())
     assert qmodel.get_knob_bits() == bits
+    assert [id(p) for p in qmodel.parameters()] == parameters  # no module rebuilt: shared add scales stay shared
     assert all(torch.equal(v, state[k]) for k, v in qmodel.state_dict().items())
 
 
