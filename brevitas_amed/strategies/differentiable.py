@@ -5,17 +5,17 @@ Networks" (arXiv 2206.07741): every searchable knob gets a continuous bit width
 ``theta_k`` trained jointly with the weights and the learned quantizer scales.
 
 * Forward: each of the knob's quantizers reads ``round(theta_k)`` (to the nearest allowed
-  choice) instead of its bit-width buffer, with a straight-through gradient, exactly as Brevitas'
+  choice) instead of its bit-width buffer, with a straight-through gradient, as Brevitas'
   learned bit widths (``BitWidthImplType.PARAMETER``) do. The task loss reaches ``theta_k``
   through the quantizer's step size ``threshold / (2**(b-1) - 1)`` and its clamp bounds, so a knob
   whose quantization error hurts the loss is pushed to more bits.
 * Penalty: ``"latency"``: the backend's per-layer table, interpolated bilinearly in
   ``(theta_weight, theta_act)`` and summed over layers, divided by the latency at the highest
   choices. The interpolation runs through the highest choice of each cost level only (Bit Fusion
-  costs 5..8 bits the same), so it has a slope everywhere and is exact at those choices. ``"size"``: the weights' bits, divided by their size at
-  the highest choices. Its weight rises linearly from 0 to ``penalty`` over the first
-  ``ramp`` fraction of the steps (the ramped schedule of the paper), so the network first adapts
-  to quantization and is then pushed down in cost.
+  costs 5..8 bits the same), so it has a slope everywhere and is exact at those choices.
+  ``"size"``: the weights' bits, divided by their size at the highest choices. The penalty's
+  weight rises linearly from 0 to ``penalty`` over the first ``ramp`` fraction of the steps (the
+  paper's ramped schedule), so the network first adapts to quantization, then is pushed down.
 * Result: each ``theta_k`` rounded to the nearest allowed choice. The model's weights, scales,
   bits and mode are restored afterwards; fine-tuning at the chosen bits is the pipeline's job.
 
@@ -206,9 +206,10 @@ def search(qmodel, train_loader, workload: Workload, backend: Backend, penalty: 
 def _restore(qmodel, saved: Mapping[str, torch.Tensor]) -> None:
     """Copy saved values back in place.
 
-    Not ``load_state_dict``: Brevitas rebuilds quantizer modules on load, which gives the two
-    inputs of a residual add separate scale parameters; training then moves them apart and the
-    integer add fails ("Scaling factors are different").
+    Not ``load_state_dict``: Brevitas rebuilds quantizer internals on load, so the caller's
+    optimizer would hold stale parameter objects, and the scale the two inputs of a residual add
+    share comes back as two parameters unless re-tied (training then drifts them apart and the
+    integer add fails with "Scaling factors are different").
     """
     with torch.no_grad():
         for name, tensor in qmodel.state_dict().items():
