@@ -11,6 +11,7 @@ Usage::
 
 from hw_backends.analytic import AnalyticBackend
 from hw_backends.base import Backend
+from hw_backends.command import CommandBackend, CommandProfile
 from hw_backends.errors import (HWBackendError, ProfileError, SimulationError, SimulationTimeout,
                                 UnknownBackendError)
 from hw_backends.profile import Profile, load_profile, shipped_profiles
@@ -20,10 +21,11 @@ from hw_backends.scalesim_backend import ScaleSimBackend
 from hw_backends.workload import Layer, Workload
 
 register("analytic", AnalyticBackend)
+register("command", CommandBackend)
 register("scalesim", ScaleSimBackend)
 
 __all__ = [
-    "AnalyticBackend", "Backend", "HWBackendError", "LatencyReport", "Layer", "LayerLatency",
+    "AnalyticBackend", "Backend", "CommandBackend", "CommandProfile", "HWBackendError", "LatencyReport", "Layer", "LayerLatency",
     "Profile", "ProfileError", "ScaleSimBackend", "SimulationError", "SimulationTimeout", "UnknownBackendError",
     "Workload", "available", "get", "load_profile", "register", "shipped_profiles",
 ]
