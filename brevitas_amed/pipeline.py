@@ -25,6 +25,7 @@ from brevitas_amed.data import DataSplits, digits, imagefolder, synthetic
 from brevitas_amed.models import build_model
 from brevitas_amed.quantize import QuantizedModel, QuantPolicy, calibrate, quantize
 from brevitas_amed.recipe import Recipe, RecipeError, dump_recipe
+from brevitas_amed.strategies import layer_bits
 from brevitas_amed.training import evaluate, random_bits_sampler, train
 
 log = logging.getLogger("brevitas_amed")
@@ -39,12 +40,6 @@ def param_name(knob) -> str:
 
 def knob_name(param: str) -> str:
     return param[len(WEIGHT_PREFIX):] if param.startswith(WEIGHT_PREFIX) else "act:" + param[len(ACT_PREFIX):]
-
-
-def layer_bits(qmodel: QuantizedModel, knob_bits: dict[str, int]) -> dict[str, tuple[int, int]]:
-    """Per-layer (weight, act) bits for the hardware; float sides run as 8-bit on the device."""
-    bits = {**qmodel.get_knob_bits(), **knob_bits}
-    return {layer: (bits[w] or 8, (bits[a] or 8) if a else 8) for layer, (w, a) in qmodel.layer_knobs.items()}
 
 
 # --- the job's shared state -------------------------------------------------------------------------
@@ -157,6 +152,8 @@ def shared_quantized_model(recipe: Recipe, fmodel, loaders, out: Path, progress)
 
 def build_job(recipe: Recipe, progress) -> Job:
     """Everything up to the search: validated inputs first, so a bad recipe writes nothing."""
+    random.seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
     data = load_data(recipe)
     model = build_model(recipe.model.name, data.num_classes, in_channels=data.input_shape[0], weights=recipe.model.weights)
     backend = make_backend(recipe)
@@ -406,8 +403,6 @@ def run(recipe: Recipe, progress=None) -> dict[str, Any]:
 
     progress = progress or _tqdm_factory()
     started = time.time()
-    random.seed(recipe.seed)
-    torch.manual_seed(recipe.seed)
     job = build_job(recipe, progress)
     study = run_search(job, progress)
     candidates = pareto_candidates(job, study) + uniform_candidates(job)

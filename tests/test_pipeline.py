@@ -93,3 +93,18 @@ def test_resnet18_through_the_pipeline_on_small_inputs(tmp_path):
     summary = run(recipe, progress=None)
     assert len(summary["finals"][0]["bits"]) == 21
     assert all(f["qonnx"]["verified"] for f in summary["finals"])
+
+
+def test_compare_runs_every_method_on_one_plot(tiny_run, capsys):
+    from brevitas_amed.compare import run_compare
+
+    out, _ = tiny_run
+    result = run_compare(_recipe(out, "search.trials=7"), ["amed", "tpe", "ohq", "differentiable", "uniform"],
+                         progress=None)
+    methods = {f["method"] for f in result["finals"]}
+    assert methods == {"amed", "tpe", "ohq", "differentiable", "uniform"}
+    for f in result["finals"]:
+        assert f["qonnx"]["verified"] is True and 0 < f["latency_ratio"] <= 1.0 + 1e-9
+    assert (out / "compare.png").is_file() and "| ohq |" in (out / "compare.md").read_text()
+    assert main(["compare", "--methods", "amed,haq"]) == 2
+    assert "unknown ['haq']" in capsys.readouterr().err
