@@ -108,3 +108,37 @@ def test_compare_runs_every_method_on_one_plot(tiny_run, capsys):
     assert (out / "compare.png").is_file() and "| ohq |" in (out / "compare.md").read_text()
     assert main(["compare", "--methods", "amed,haq"]) == 2
     assert "unknown ['haq']" in capsys.readouterr().err
+
+
+def test_ctrl_c_leaves_a_consistent_study_that_resumes(tmp_path):
+    """A real SIGINT in the middle of the search: exit 130, one line, no RUNNING trial left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "brevitas_amed", "recipe", "-q"]
+    for item in TINY + ["search.trials=400", f"output_dir={out}"]:
+        args += ["--set", item]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    storage = f"sqlite:///{out / 'study.db'}"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        try:
+            trials = optuna.load_study(study_name="digits", storage=storage).trials
+        except Exception:  # study not created yet
+            continue
+        if sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 2:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("brevitas-amed: interrupted")
+    assert "Traceback" not in err
+    states = {t.state for t in optuna.load_study(study_name="digits", storage=storage).trials}
+    assert optuna.trial.TrialState.RUNNING not in states
