@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from brevitas_amed import pipeline  # noqa: E402
 from brevitas_amed.recipe import Recipe  # noqa: E402
+from brevitas_amed.report import finish_latency_plot  # noqa: E402
 
 log = logging.getLogger("brevitas_amed")
 
@@ -95,16 +96,8 @@ def compare_plot(result: dict[str, Any], path: Path) -> Path:
         if pts:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers.get(method, "o"), markersize=9,
                     linestyle="-", alpha=0.85, label=method)
-    ax.axhline(100 * result["float_accuracy"]["test"], color="k", linestyle="--", linewidth=0.8, label="float")
-    ax.set_xlabel(f"latency / uniform 8-bit latency ({result['backend']}, {result['profile']})")
-    ax.set_ylabel("test top-1 accuracy (%), after fine-tuning")
-    ax.set_title(f"{result['recipe']}: all methods, fine-tuned the same way")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return finish_latency_plot(fig, ax, result, "test top-1 accuracy (%), after fine-tuning",
+                               f"{result['recipe']}: all methods, fine-tuned the same way", path)
 
 
 def compare_markdown(result: dict[str, Any]) -> str:

@@ -284,7 +284,7 @@ def run_search(job: Job, progress) -> Any:
     from optuna.trial import TrialState
 
     recipe = job.recipe
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported below, in one line
     study = open_study(recipe, job)
     stale = _fail_interrupted_trials(study)
     if stale:
@@ -300,11 +300,20 @@ def run_search(job: Job, progress) -> Any:
         with progress(total=remaining, desc=f"search ({recipe.search.sampler})") as bar:
             def tick(study, trial):
                 bar.update(1)
+                if trial.state == TrialState.FAIL:
+                    reason = trial.system_attrs.get("fail_reason", "unknown error").strip().splitlines()[-1]
+                    log.warning("trial %d failed and counts as a rejected move: %s", trial.number, reason)
                 best = _best_quality(study)
                 if best is not None:
                     bar.set_postfix_str(f"best Q {best:.4f}")
-            study.optimize(objective, n_trials=remaining, timeout=recipe.search.timeout_s, callbacks=[tick],
-                           catch=(RuntimeError, ValueError))
+            try:
+                study.optimize(objective, n_trials=remaining, timeout=recipe.search.timeout_s, callbacks=[tick],
+                               catch=(RuntimeError, ValueError))
+            except KeyboardInterrupt:
+                # Ctrl-C can land outside the objective (in the sampler, or while a result is
+                # stored), where Optuna leaves the trial RUNNING: fail it so the study stays clean.
+                _fail_interrupted_trials(study)
+                raise
     return study
 
 

@@ -62,10 +62,15 @@ def pareto_plot(summary: dict[str, Any], trials: list[dict[str, Any]], path: Pat
         for f in baselines:
             ax.annotate(f["label"].replace("uniform-", "") + "b", (f["latency_ratio"], 100 * f["test_accuracy"]),
                         textcoords="offset points", xytext=(5, -10), fontsize=8)
-    ax.axhline(100 * summary["float_accuracy"]["test"], color="k", linestyle="--", linewidth=0.8, label="float (test)")
-    ax.set_xlabel(f"latency / uniform 8-bit latency ({summary['backend']}, {summary['profile']})")
-    ax.set_ylabel("top-1 accuracy (%)")
-    ax.set_title(f"{summary['recipe']}: accuracy vs latency")
+    return finish_latency_plot(fig, ax, summary, "top-1 accuracy (%)", f"{summary['recipe']}: accuracy vs latency", path)
+
+
+def finish_latency_plot(fig, ax, result: dict[str, Any], ylabel: str, title: str, path: Path) -> Path:
+    """Float line, axis labels, legend; save. ``result`` has float_accuracy, backend, profile."""
+    ax.axhline(100 * result["float_accuracy"]["test"], color="k", linestyle="--", linewidth=0.8, label="float (test)")
+    ax.set_xlabel(f"latency / uniform 8-bit latency ({result['backend']}, {result['profile']})")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -58,6 +58,15 @@ class LatencyCache:
         ValueError: If the URL cannot be parsed or its database cannot be opened.
     """
 
+    @classmethod
+    def from_option(cls, cache: "str | LatencyCache | bool | None") -> "LatencyCache | None":
+        """A backend's ``cache`` argument: ``False`` (none), a cache, or a URL (``None``/``True``: default)."""
+        if cache is False:
+            return None
+        if isinstance(cache, LatencyCache):
+            return cache
+        return cls(None if cache in (None, True) else str(cache))
+
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_cache_url()
         try:

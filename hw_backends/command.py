@@ -172,12 +172,7 @@ class CommandBackend(Backend):
         # Not Backend.__init__: a command profile is not a systolic-array profile.
         self.profile = load_command_profile(profile)
         self._memo = {}
-        if cache is False:
-            self.cache = None
-        elif isinstance(cache, LatencyCache):
-            self.cache = cache
-        else:
-            self.cache = LatencyCache(None if cache in (None, True) else str(cache))
+        self.cache = LatencyCache.from_option(cache)
         self._namespace = (self.name, self.version, self.profile.content_hash)
 
     @staticmethod

@@ -53,12 +53,7 @@ class ScaleSimBackend(Backend):
             raise ValueError(f"workers must be at least 1, got {workers}")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-        if cache is False:
-            self.cache = None
-        elif isinstance(cache, LatencyCache):
-            self.cache = cache
-        else:
-            self.cache = LatencyCache(None if cache in (None, True) else str(cache))
+        self.cache = LatencyCache.from_option(cache)
         self.workers = workers or os.cpu_count() or 1
         self.timeout_s = float(timeout_s)
         self._namespace = (self.name, self.version, metadata.version("scalesim"), self.profile.content_hash)
