@@ -204,12 +204,13 @@ def make_sampler(recipe: Recipe, job: Job):
 
     s = recipe.search
     if s.sampler == "amed":
-        from brevitas_amed.sampler import AMEDSampler
+        from brevitas_amed.sampler import AMEDSampler, GeometricAnnealing
 
         constraint = None
         if job.quality.max_size_bits is not None:
             constraint = _size_constraint(job)
-        return AMEDSampler(seed=recipe.seed, scalarization=job.quality, constraint=constraint)
+        cooling = GeometricAnnealing(initial=s.temperature_start, final=s.temperature_end, n_trials=s.trials)
+        return AMEDSampler(seed=recipe.seed, scalarization=job.quality, constraint=constraint, temperature=cooling)
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=recipe.seed, multivariate=True)
     if s.sampler == "nsga2":
@@ -254,9 +255,15 @@ def estimate_accuracy(job: Job, knob_bits: dict[str, int], seed: int) -> float:
     q.load_state_dict(job.base_state)
     q.set_knob_bits(knob_bits)
     if s.adapt_steps:
-        torch.manual_seed(seed)
+        _reseed(job, seed)
         train(q, job.loaders["train"], steps=s.adapt_steps, lr=s.adapt_lr)
     return evaluate(q, job.loaders["val"], s.eval_batches)
+
+
+def _reseed(job: Job, seed: int) -> None:
+    """Same seed, same batches: a trial or fine-tune does not depend on what ran before it."""
+    torch.manual_seed(seed)
+    job.loaders["train"].generator.manual_seed(seed)
 
 
 def make_objective(job: Job):
@@ -369,7 +376,7 @@ def finetune_and_export(job: Job, candidate: dict[str, Any], progress) -> dict[s
     q.load_state_dict(job.base_state)
     q.set_knob_bits(knob_bits)
     ft = recipe.finetune
-    torch.manual_seed(recipe.seed)
+    _reseed(job, recipe.seed)
     steps = ft.epochs * len(job.loaders["train"])
     with progress(total=steps, desc=f"fine-tune {label}") as bar:
         train(q, job.loaders["train"], epochs=ft.epochs, lr=ft.lr, progress=bar,

@@ -94,10 +94,19 @@ class SearchConfig(_Section):
     storage: Optional[str] = Field(None, description="Optuna storage URL (default: sqlite file in output_dir)")
     study_name: Optional[str] = None
     warmup_epochs: int = Field(3, ge=0, description="shared-weight QAT at random bits before the search")
+    temperature_start: float = Field(0.02, gt=0, description="amed: initial temperature, in quality-score units")
+    temperature_end: float = Field(0.001, gt=0, description="amed: final temperature, reached at the last trial")
     adapt_steps: int = Field(10, ge=0, description="per-trial QAT steps at the proposed bits")
     adapt_lr: float = Field(1e-3, gt=0)
     eval_batches: Optional[int] = Field(None, ge=1, description="validation batches per trial (default all)")
     timeout_s: Optional[float] = Field(None, gt=0)
+
+
+    @model_validator(mode="after")
+    def _cooling(self) -> "SearchConfig":
+        if self.temperature_end > self.temperature_start:
+            raise ValueError("search.temperature_end must not exceed search.temperature_start")
+        return self
 
 
 class QualityConfig(_Section):
