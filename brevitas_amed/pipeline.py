@@ -406,7 +406,8 @@ def _export(job: Job, label: str) -> dict[str, Any]:
     result: dict[str, Any] = {"path": str(path), "verified": None}
     if job.recipe.export.verify:
         check = verify_qonnx(job.qmodel, path, x_all[: job.recipe.export.verify_samples], job.recipe.export.tolerance)
-        result.update(verified=check.passed, max_abs_diff=check.max_abs_diff, same_predictions=check.same_predictions)
+        result.update(verified=check.passed, max_abs_diff=check.max_abs_diff, output_step=check.output_step,
+                      same_predictions=check.same_predictions)
         if not check.passed:
             log.warning("%s: QONNX output differs from PyTorch by %.3g", label, check.max_abs_diff)
     return result

@@ -143,7 +143,8 @@ class FinetuneConfig(_Section):
 class ExportConfig(_Section):
     qonnx: bool = True
     verify: bool = True
-    tolerance: float = Field(1e-3, gt=0, description="max |QONNX - PyTorch| allowed, relative to the output range")
+    tolerance: float = Field(1e-3, gt=0, description="max |QONNX - PyTorch| allowed, relative to the output "
+                                                     "range (one step of an output quantizer is always allowed)")
     verify_samples: int = Field(8, ge=1, description="test inputs executed with qonnx")
 
 
