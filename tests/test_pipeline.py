@@ -142,3 +142,20 @@ def test_ctrl_c_leaves_a_consistent_study_that_resumes(tmp_path):
     assert "Traceback" not in err
     states = {t.state for t in optuna.load_study(study_name="digits", storage=storage).trials}
     assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_size_limit_prunes_before_accuracy_and_bounds_the_picks(tmp_path):
+    # Uniform 8-bit weights are 41.3 KB; a 30 KB limit rejects the enqueued all-8 start at once.
+    summary = run(_recipe(tmp_path, "quality.size_limit_kb=30", "search.trials=6", "finetune.baselines=[4]"),
+                  progress=None)
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    first = study.trials[0]
+    assert first.state == optuna.trial.TrialState.PRUNED and "quality" not in first.user_attrs
+    assert first.user_attrs["size_bits"] > 30 * 8192
+    searched = [f for f in summary["finals"] if f["kind"] == "search"]
+    assert searched and all(f["size_bits"] <= 30 * 8192 for f in searched)
+
+
+def test_impossible_size_limit_says_what_to_change(tmp_path):
+    with pytest.raises(RecipeError, match="size_limit_kb=1.0: even the smallest allocation needs"):
+        run(_recipe(tmp_path, "quality.size_limit_kb=1"), progress=None)
