@@ -53,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         print("brevitas-amed: interrupted; finished work is saved, run the same command again to resume",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`brevitas-amed backends | head`): not an error of ours.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SystemExit:
         raise
     except Exception as exc:  # noqa: BLE001 - the CLI's contract is one line, exit 2

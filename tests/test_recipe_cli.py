@@ -99,3 +99,14 @@ def test_recipe_error_is_a_value_error():
     with pytest.raises(RecipeError):
         load_recipe(None, ["search.trials=0"])
     assert issubclass(RecipeError, ValueError)
+
+
+def test_closed_output_pipe_is_not_an_error(tmp_path):
+    """`brevitas-amed backends | head -1`: the reader leaving early is no error to report."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "brevitas_amed", "backends"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env)
+    proc.stdout.close()  # before the command has printed anything
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0
+    assert "error" not in err
