@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from brevitas_amed.pipeline import run
-from brevitas_amed.recipe import load_recipe
+from brevitas_amed.job.recipe import load_recipe
+from brevitas_amed.job.run import run
 
 
 def main() -> None:
@@ -30,18 +30,18 @@ def main() -> None:
         started = time.time()
         summary = run(recipe)
         elapsed = time.time() - started
-    float_acc = summary["float_accuracy"]["test"]
-    best = next(f for f in summary["finals"] if f["label"] == summary["best"])
-    drop = 100 * (float_acc - best["test_accuracy"])
+    float_acc = summary.float_accuracy.test
+    best = next(f for f in summary.finals if f.label == summary.best)
+    drop = 100 * (float_acc - best.test_accuracy)
     print("| figure | measured | target |\n|---|---|---|")
     print(f"| wall time, cold cache | {elapsed:.0f} s | <= 300 s {'(met)' if elapsed <= 300 else '(MISSED)'} |")
     print(f"| float test accuracy | {100 * float_acc:.2f}% | |")
-    print(f"| best ({best['label']}) test accuracy | {100 * best['test_accuracy']:.2f}% ({-drop:+.2f} pt) | "
+    print(f"| best ({best.label}) test accuracy | {100 * best.test_accuracy:.2f}% ({-drop:+.2f} pt) | "
           f">= float - 1.0 pt {'(met)' if drop <= 1.0 else '(MISSED)'} |")
-    print(f"| best latency / uniform 8-bit | {best['latency_ratio']:.3f} | <= 0.5 {'(met)' if best['latency_ratio'] <= 0.5 else '(MISSED)'} |")
-    for f in summary["finals"]:
-        print(f"| {f['label']} | {100 * f['test_accuracy']:.2f}%, latency x{f['latency_ratio']:.3f}, "
-              f"{f['size_bits'] / 8192:.1f} KB | |")
+    print(f"| best latency / uniform 8-bit | {best.latency_ratio:.3f} | <= 0.5 {'(met)' if best.latency_ratio <= 0.5 else '(MISSED)'} |")
+    for f in summary.finals:
+        print(f"| {f.label} | {100 * f.test_accuracy:.2f}%, latency x{f.latency_ratio:.3f}, "
+              f"{f.size_bits / 8192:.1f} KB | |")
 
 
 if __name__ == "__main__":

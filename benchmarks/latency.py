@@ -24,7 +24,7 @@ from pathlib import Path
 import torchvision
 
 import hw_backends
-from brevitas_amed.workload import build_workload
+from brevitas_amed.quant import build_workload
 from hw_backends.cache import LatencyCache
 
 

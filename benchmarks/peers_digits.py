@@ -26,10 +26,10 @@ import torch
 from torch.utils.data import DataLoader
 
 import hw_backends
-from brevitas_amed.data import digits
-from brevitas_amed.models import build_model
-from brevitas_amed.quantize import QuantPolicy, calibrate, quantize
-from brevitas_amed.strategies import StrategyContext, differentiable, layer_bits, ohq
+from brevitas_amed.training.data import digits
+from brevitas_amed.training.models import build_model
+from brevitas_amed.quant import LatencyTable, QuantPolicy, calibrate, layer_bits, quantize
+from brevitas_amed.strategies import StrategyContext, differentiable, ohq
 
 warnings.filterwarnings("ignore")
 
@@ -64,7 +64,7 @@ def digits_rows(args) -> None:
     calibrate(qmodel, loader, max_batches=8)
     backend = hw_backends.get("analytic", profile="scalesim")
     workload = qmodel.workload((1, 8, 8))
-    ctx = StrategyContext(qmodel=qmodel, float_model=float_model, workload=workload, backend=backend,
+    ctx = StrategyContext(qmodel=qmodel, float_model=float_model, latency=LatencyTable(qmodel, workload, backend),
                           train_loader=loader, calib_batches=4, seed=args.seed)
     space = qmodel.search_space()
     rows = [("uniform 8", {k: 8 for k in space}), ("uniform 4", {k: 4 for k in space})]
@@ -97,10 +97,11 @@ def resnet18_ilp() -> None:
     space = qmodel.search_space()
     sensitivity = {k: {b: (1 + i % 5) * 4.0 ** (2 - b) for b in choices} for i, (k, choices) in enumerate(space.items())}
     start = time.perf_counter()
-    program = ohq.BitProgram.build(qmodel, workload, backend)
+    latency = LatencyTable(qmodel, workload, backend)
+    program = ohq.BitProgram.build(qmodel, latency)
     built = time.perf_counter() - start
     start = time.perf_counter()
-    points = ohq.front(sensitivity, qmodel, workload, backend, n_points=9)
+    points = ohq.front(sensitivity, qmodel, latency, n_points=9)
     print(f"resnet18: {len(workload)} layers, {len(space)} knobs, {len(program.variables)} binary and "
           f"{len(program.latency) - len(program.variables)} pair variables; build {built:.2f} s, "
           f"9-budget front {time.perf_counter() - start:.2f} s ({len(points)} distinct points)")

@@ -16,7 +16,7 @@ import warnings
 import torch
 import torchvision
 
-from brevitas_amed.quantize import calibrate, quantize
+from brevitas_amed.quant import calibrate, quantize
 
 warnings.filterwarnings("ignore")
 

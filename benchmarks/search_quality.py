@@ -23,7 +23,14 @@ samplers run their multi-objective defaults. Every study starts from an enqueued
 trial. Sampler time is the time spent inside the sampler's methods, per trial, over the last 100
 of 1,000 trials on the single-objective form.
 
-Default run (a few minutes on 2 cores)::
+The mixed problem (``--problem mixed``) adds three continuous knobs to the single-objective
+bit problem (a log-scaled learning rate, weight decay, a mixing factor), each costing
+``0.02 * d ** 2`` of score at scaled distance ``d`` from a known optimum, so the exact optimum is
+the bit problem's. AMED, TPE, CMA-ES (needs ``pip install cmaes``; categorical bits go to its
+independent sampler) and random search get equal budgets; the table gives the median relative
+gap over seeds. GP is opt-in (``--mixed-samplers amed,gp,random --gp-trials 60``).
+
+Default run (a few minutes on 2 cores; ``--problem bits`` or ``mixed`` for one of them)::
 
     python benchmarks/search_quality.py
 
@@ -34,6 +41,7 @@ parameters on 2 CPU cores) with ``--samplers amed,gp --seeds 1``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import dataclasses
 import time
 from typing import Any, Callable, Sequence
@@ -42,7 +50,7 @@ import numpy as np
 import optuna
 from optuna.samplers import BaseSampler
 
-from brevitas_amed import AMEDSampler, QualityScore
+from brevitas_amed.search import AMEDSampler, QualityScore
 
 CHOICES = (2, 3, 4, 6, 8)
 FLOAT_ACCURACY = 0.70
@@ -61,7 +69,7 @@ def latency_table(choices: Sequence[int] = CHOICES) -> tuple[list[str], np.ndarr
     import torchvision
 
     import hw_backends
-    from brevitas_amed.workload import build_workload
+    from brevitas_amed.quant import build_workload
 
     workload = build_workload(torchvision.models.resnet18(), (3, 224, 224))
     backend = hw_backends.get("analytic", profile="scalesim")
@@ -269,6 +277,84 @@ def sampler_ms_per_trial(problem: Problem, name: str, n_trials: int) -> float:
     return 1000.0 * float(np.mean(last))
 
 
+# The mixed problem: the bit problem plus continuous training knobs with a known optimum.
+# Each knob costs MIXED_WEIGHT * d ** 2 of score at distance d from its optimum in its
+# (log-)scaled range mapped to [0, 1], so the exact optimum is the bit problem's.
+MIXED_KNOBS = {  # name: (low, high, log, optimum)
+    "lr": (1e-5, 1e-1, True, 3e-3),
+    "weight_decay": (0.0, 0.1, False, 0.02),
+    "mixup": (0.0, 1.0, False, 0.7),
+}
+MIXED_WEIGHT = 0.02
+
+
+def _scaled(name: str, value: float) -> float:
+    low, high, log, _ = MIXED_KNOBS[name]
+    if log:
+        return (np.log(value) - np.log(low)) / (np.log(high) - np.log(low))
+    return (value - low) / (high - low)
+
+
+def knob_loss(params: dict[str, float]) -> float:
+    """Score lost by the continuous knobs away from their optimum."""
+    return MIXED_WEIGHT * sum(
+        (_scaled(n, params[n]) - _scaled(n, knob[3])) ** 2 for n, knob in MIXED_KNOBS.items()
+    )
+
+
+def make_mixed_sampler(name: str, seed: int) -> BaseSampler:
+    """A fresh sampler for the single-objective mixed problem."""
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    return make_sampler(name, "single", None, seed)  # type: ignore[arg-type]
+
+
+def run_mixed_study(problem: Problem, sampler: BaseSampler, n_trials: int) -> float:
+    """Best score of one mixed study, started from uniform 8-bit and mid-range knobs."""
+    names = [f"w:{name}" for name in problem.names]
+
+    def objective(trial: optuna.Trial) -> float:
+        index = np.array([CHOICES.index(trial.suggest_categorical(n, CHOICES)) for n in names])
+        knobs = {n: trial.suggest_float(n, k[0], k[1], log=k[2]) for n, k in MIXED_KNOBS.items()}
+        return problem.quality.score(*problem.values(index)) - knob_loss(knobs)
+
+    start = {n: 8 for n in names}
+    for n, (low, high, log, _) in MIXED_KNOBS.items():
+        start[n] = float(np.sqrt(low * high)) if log else (low + high) / 2
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial(start)
+    study.optimize(objective, n_trials=n_trials)
+    return study.best_value
+
+
+def mixed_table(names: list[str], cycles: np.ndarray, samplers: Sequence[str], seeds: int,
+                trials: int, gp_trials: int) -> None:
+    """Relative gap ``(Q* - Q_best) / Q*`` on the mixed problem, median over seeds."""
+    print()
+    print(f"Mixed problem: {len(names)} bit widths + {len(MIXED_KNOBS)} continuous knobs "
+          f"({', '.join(MIXED_KNOBS)}), median of {seeds} seeds")
+    print()
+    print("| sampler | trials | rel. gap median (%) | min (%) | max (%) | s/study |")
+    print("|---|---|---|---|---|---|")
+    for name in samplers:
+        budget = gp_trials if name == "gp" else trials
+        if budget == 0:
+            continue
+        if name == "cmaes" and importlib.util.find_spec("cmaes") is None:
+            print("| cmaes | - | skipped: `pip install cmaes` | | | |")
+            continue
+        gaps, seconds = [], []
+        for seed in range(seeds):
+            problem = make_problem(names, cycles, seed)
+            best = optimum(problem, exact_front(problem))
+            start = time.perf_counter()
+            found = run_mixed_study(problem, make_mixed_sampler(name, seed), budget)
+            seconds.append(time.perf_counter() - start)
+            gaps.append((best - found) / best)
+        print(f"| {name} | {budget} | {100 * np.median(gaps):.3f} | {100 * min(gaps):.3f} "
+              f"| {100 * max(gaps):.3f} | {np.mean(seconds):.1f} |")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samplers", default="amed,tpe,nsga2,random",
@@ -278,10 +364,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--gp-trials", type=int, default=40,
                         help="budget for GPSampler (4-15 s a trial here on 2 CPU cores)")
     parser.add_argument("--timing-trials", type=int, default=1000)
+    parser.add_argument("--problem", choices=["bits", "mixed", "both"], default="both")
+    parser.add_argument("--mixed-samplers", default="amed,tpe,cmaes,random",
+                        help="comma-separated from amed, tpe, cmaes, gp, random")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     samplers = args.samplers.split(",")
     names, cycles = latency_table()
+    if args.problem in ("mixed", "both"):
+        mixed_table(names, cycles, args.mixed_samplers.split(","), args.seeds, args.trials,
+                    args.gp_trials)
+    if args.problem == "mixed":
+        return
     print(f"ResNet-18: {len(names)} layers x {len(CHOICES)} widths, {args.seeds} seeds")
     rows = {}
     for name in samplers:

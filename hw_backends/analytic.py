@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping
+from pathlib import Path
+from typing import Iterator, Mapping
 
 from hw_backends.base import Backend
 from hw_backends.precision import SimSpec
@@ -162,5 +163,9 @@ class AnalyticBackend(Backend):
     name = "analytic"
     version = "1"
 
-    def _simulate(self, specs: Mapping[SimSpec, str], progress: bool) -> dict[SimSpec, LayerLatency]:
-        return {spec: estimate(spec, self.profile) for spec in specs}
+    def __init__(self, profile: "str | Path | Profile" = "scalesim") -> None:
+        super().__init__(profile)  # microseconds a layer, less than a database read: no persistent cache
+
+    def simulate_specs(self, specs: Mapping[SimSpec, str], progress: bool) -> Iterator[tuple[SimSpec, LayerLatency]]:
+        for spec in specs:
+            yield spec, estimate(spec, self.profile)

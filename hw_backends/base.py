@@ -1,15 +1,22 @@
-"""The interface every latency backend implements, and the per-layer memo in front of it."""
+"""The interface every latency backend implements, and the one read-through path in front of it.
+
+A backend answers ``latency(workload, bits)`` through three layers, all owned here: a memo of
+every ``(layer, bits)`` already answered, a memo of every simulated spec, and (unless the backend
+opts out) the persistent :class:`~hw_backends.cache.LatencyCache`. A subclass only computes the
+specs that miss all three, in :meth:`Backend.simulate_specs`.
+"""
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import itertools
-from pathlib import Path
-from typing import ClassVar, Iterable, Mapping
+from typing import Any, ClassVar, Hashable, Iterable, Iterator, Mapping
 
-from hw_backends.precision import SimSpec, check_bits, simulation_job
-from hw_backends.profile import Profile, load_profile
+from hw_backends.cache import LatencyCache, cache_key
+from hw_backends.precision import SimJob, check_bits, simulation_job
+from hw_backends.profile import load_profile
 from hw_backends.report import LatencyReport, LayerLatency
 from hw_backends.workload import Layer, Workload
 
@@ -19,27 +26,53 @@ Bits = Mapping[str, tuple[int, int]]
 class Backend(abc.ABC):
     """A latency model of one accelerator (a profile) for any workload and bit allocation.
 
-    Subclasses implement :meth:`_simulate`, the cost of distinct 8-bit convolutions; this class
-    validates bits, maps layers to convolutions through the profile's precision model, runs
-    each distinct convolution once and keeps every answer in memory, so a repeated allocation
-    costs a few dictionary lookups per layer.
+    This class validates bits, maps each layer to the spec it costs (:meth:`plan`: through the
+    profile's precision model by default), and computes each distinct spec once: it looks the
+    spec up in memory, then in the persistent cache, and only then asks the subclass's
+    :meth:`simulate_specs`, storing each successful result in both. A repeated allocation costs
+    a few dictionary lookups per layer; a failure is never stored.
 
     Args:
-        profile: A shipped profile name, a path to a profile YAML, or a :class:`Profile`.
+        profile: Anything :meth:`read_profile` accepts; by default a shipped profile name, a path
+            to a profile YAML, or a :class:`Profile`.
+        cache: A database URL, a :class:`LatencyCache`, ``None``/``True`` for the default
+            persistent cache (``$BREVITAS_AMED_CACHE`` or ``~/.cache/brevitas-amed/latency.db``),
+            or ``False`` (the default) for memory only. A backend whose results cost less than a
+            database read (``analytic``) simply never passes one.
 
     Raises:
         ProfileError: If the profile cannot be loaded.
+        ValueError: If the cache URL is invalid.
     """
 
     name: ClassVar[str] = ""
     version: ClassVar[str] = "1"
 
-    def __init__(self, profile: "str | Path | Profile" = "scalesim") -> None:
-        self.profile = load_profile(profile)
+    def __init__(self, profile: Any = "scalesim", cache: "str | LatencyCache | bool | None" = False) -> None:
+        self.profile = self.read_profile(profile)
+        self.cache = LatencyCache.from_option(cache)
         self._memo: dict[tuple[Layer, tuple[int, int]], LayerLatency] = {}
+        self._results: dict[Hashable, LayerLatency] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(profile={self.profile.name!r})"
+
+    @staticmethod
+    def read_profile(profile: Any) -> Any:
+        """The profile object from what the user passed (override for another kind of profile).
+
+        It must have ``name``, ``clock_hz`` and ``content_hash`` (a hash of what changes results).
+        """
+        return load_profile(profile)
+
+    @functools.cached_property
+    def cache_namespace(self) -> tuple[str, ...]:
+        """What besides the spec decides a result; the first part of every persistent cache key.
+
+        Backend name and version and the profile's content hash; a subclass adds the version of
+        the tool it runs.
+        """
+        return (self.name, self.version, self.profile.content_hash)
 
     def latency(self, workload: Workload, bits: Bits) -> LatencyReport:
         """Latency of ``workload`` when layer ``name`` runs at ``bits[name]``.
@@ -117,34 +150,67 @@ class Backend(abc.ABC):
             requests.append((layer, check_bits(layer.name, bits[layer.name])))
         self._resolve(requests, progress=False)
 
+    def plan(self, layer: Layer, weight_bits: int, act_bits: int) -> SimJob:
+        """The spec ``layer`` costs at these (validated) bits, and how many runs of it.
+
+        By default the profile's precision model (:func:`~hw_backends.precision.simulation_job`).
+        A backend that simulates layers as they are overrides it; its spec must be hashable, equal
+        for equal costs, and have a ``key()`` tuple (part of the persistent cache key).
+        """
+        return simulation_job(layer, self.profile, weight_bits, act_bits)
+
+    @abc.abstractmethod
+    def simulate_specs(self, specs: Mapping[Any, str], progress: bool) -> Iterator[tuple[Any, LayerLatency]]:
+        """Compute the specs found neither in memory nor in the persistent cache (the subclass hook).
+
+        Called only with misses, each spec once. Yield ``(spec, result)`` as each result is known:
+        the base class stores it at once, in memory and in the persistent cache, so a later
+        failure loses nothing. Raise :class:`SimulationError` (or :class:`SimulationTimeout`) for a
+        spec that cannot be computed: a failure is never stored.
+
+        Args:
+            specs: ``{spec: label}``; the label names the first layer needing the spec, for errors.
+            progress: Show a progress bar.
+
+        Yields:
+            ``(spec, LayerLatency)`` for a single run of each spec.
+
+        Raises:
+            SimulationError: If a spec cannot be computed (the message names its label).
+        """
+
     def _resolve(self, requests: list[tuple[Layer, tuple[int, int]]], progress: bool) -> None:
-        """Compute every ``(layer, bits)`` not yet in the memo, each distinct convolution once."""
-        jobs = {}
-        labels: dict[SimSpec, str] = {}
+        """Compute every ``(layer, bits)`` not yet in the memo, each distinct spec once."""
+        jobs: dict[tuple[Layer, tuple[int, int]], SimJob] = {}
+        labels: dict[Hashable, str] = {}
         for layer, combo in requests:
             if (layer, combo) in self._memo:
                 continue
             weight_bits, act_bits = check_bits(layer.name, combo)
-            job = simulation_job(layer, self.profile, weight_bits, act_bits)
+            job = self.plan(layer, weight_bits, act_bits)
             jobs[(layer, combo)] = job
             labels.setdefault(job.spec, f"{layer.name} (w{weight_bits}/a{act_bits})")
         if not jobs:
             return
-        results = self._simulate(labels, progress)
+        results = self._read_through(labels, progress)
         for key, job in jobs.items():
             one = results[job.spec]
             self._memo[key] = dataclasses.replace(
                 one, cycles=one.cycles * job.repeats, stall_cycles=one.stall_cycles * job.repeats,
                 simulations=job.repeats)
 
-    @abc.abstractmethod
-    def _simulate(self, specs: Mapping[SimSpec, str], progress: bool) -> dict[SimSpec, LayerLatency]:
-        """Cost of each distinct convolution.
-
-        Args:
-            specs: ``{spec: label}``; the label names the first layer needing the spec, for errors.
-            progress: Show a progress bar.
-
-        Returns:
-            ``{spec: LayerLatency}`` for a single run of each spec.
-        """
+    def _read_through(self, specs: Mapping[Hashable, str], progress: bool) -> dict[Hashable, LayerLatency]:
+        """One run of each spec: from memory, else the persistent cache, else :meth:`simulate_specs`."""
+        todo = [spec for spec in specs if spec not in self._results]
+        if todo and self.cache is not None:
+            keys = {cache_key(self.cache_namespace, spec.key()): spec for spec in todo}
+            for key, result in self.cache.get_many(keys).items():
+                self._results[keys[key]] = result
+            todo = [spec for spec in todo if spec not in self._results]
+        if todo:
+            for spec, result in self.simulate_specs({spec: specs[spec] for spec in todo}, progress):
+                self._results[spec] = result
+                if self.cache is not None:
+                    self.cache.put(cache_key(self.cache_namespace, spec.key()), self.name,
+                                   self.profile.content_hash, spec.key(), result)
+        return {spec: self._results[spec] for spec in specs}

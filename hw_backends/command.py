@@ -39,15 +39,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pydantic
 import yaml
 
 from hw_backends.base import Backend
-from hw_backends.cache import LatencyCache, cache_key
+from hw_backends.cache import LatencyCache
 from hw_backends.errors import ProfileError, SimulationError, SimulationTimeout
-from hw_backends.precision import check_bits
+from hw_backends.precision import SimJob
 from hw_backends.report import LayerLatency
 from hw_backends.workload import Layer
 
@@ -169,45 +169,27 @@ class CommandBackend(Backend):
 
     def __init__(self, profile: "str | Path | CommandProfile | Mapping[str, Any]",
                  cache: "str | LatencyCache | bool | None" = None) -> None:
-        # Not Backend.__init__: a command profile is not a systolic-array profile.
-        self.profile = load_command_profile(profile)
-        self._memo = {}
-        self.cache = LatencyCache.from_option(cache)
-        self._namespace = (self.name, self.version, self.profile.content_hash)
+        super().__init__(profile, cache)
+
+    @staticmethod
+    def read_profile(profile: "str | Path | CommandProfile | Mapping[str, Any]") -> CommandProfile:
+        """A command profile, not a systolic-array one (see :func:`load_command_profile`)."""
+        return load_command_profile(profile)
 
     @staticmethod
     def available_profiles() -> list[str]:
         """Command profiles are user files; none is shipped."""
         return []
 
-    def _resolve(self, requests, progress: bool) -> None:
-        """Measure each requested layer at its own bits (no precision model in between)."""
-        jobs: dict[tuple, Measurement] = {}
-        labels: dict[Measurement, str] = {}
-        for layer, combo in requests:
-            if (layer, combo) in self._memo:
-                continue
-            weight_bits, act_bits = check_bits(layer.name, combo)
-            job = Measurement.of(layer, weight_bits, act_bits)
-            jobs[(layer, combo)] = job
-            labels.setdefault(job, f"{layer.name} (w{weight_bits}/a{act_bits})")
-        if jobs:
-            results = self._simulate(labels, progress)
-            for key, job in jobs.items():
-                self._memo[key] = results[job]
+    def plan(self, layer: Layer, weight_bits: int, act_bits: int) -> SimJob:
+        """The layer as it is, at its own bits: no precision model in between."""
+        return SimJob(spec=Measurement.of(layer, weight_bits, act_bits), repeats=1)
 
-    def _simulate(self, specs: Mapping[Measurement, str], progress: bool) -> dict[Measurement, LayerLatency]:
-        found: dict[Measurement, LayerLatency] = {}
-        if self.cache is not None:
-            keys = {cache_key(self._namespace, spec.key()): spec for spec in specs}
-            found = {keys[key]: result for key, result in self.cache.get_many(keys).items()}
+    def simulate_specs(self, specs: Mapping[Measurement, str],
+                       progress: bool) -> Iterator[tuple[Measurement, LayerLatency]]:
+        """Run the program once per measurement, one at a time, in order."""
         for spec, label in specs.items():
-            if spec not in found:
-                found[spec] = LayerLatency(cycles=self._measure(spec, label))
-                if self.cache is not None:
-                    self.cache.put(cache_key(self._namespace, spec.key()), self.name,
-                                   self.profile.content_hash, spec.key(), found[spec])
-        return found
+            yield spec, LayerLatency(cycles=self._measure(spec, label))
 
     def _measure(self, spec: Measurement, label: str) -> int:
         """Run the program on one layer and return the cycles it reports.

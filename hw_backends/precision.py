@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+from typing import Hashable
 
 from hw_backends.profile import Profile
 from hw_backends.workload import Layer
@@ -63,9 +64,13 @@ class SimSpec:
 
 @dataclasses.dataclass(frozen=True)
 class SimJob:
-    """A layer's cost is ``repeats`` identical runs of ``spec`` (one per convolution group)."""
+    """A layer's cost is ``repeats`` identical runs of ``spec`` (one per convolution group).
 
-    spec: SimSpec
+    ``spec`` is a :class:`SimSpec` for the precision-model backends; a backend with its own
+    :meth:`~hw_backends.Backend.plan` may use any hashable value with a ``key()`` tuple.
+    """
+
+    spec: "SimSpec | Hashable"
     repeats: int
 
 

@@ -19,8 +19,6 @@ import yaml
 
 from hw_backends.errors import ProfileError
 
-PRECISION_MODELS = ("bitfusion", "packing", "bitfusion+packing")
-
 
 class _Strict(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import threading
@@ -9,12 +10,12 @@ import time
 from importlib import metadata
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from tqdm import tqdm
 
 from hw_backends.base import Backend
-from hw_backends.cache import LatencyCache, cache_key
+from hw_backends.cache import LatencyCache
 from hw_backends.errors import SimulationError, SimulationTimeout
 from hw_backends.precision import SimSpec
 from hw_backends.profile import Profile
@@ -48,42 +49,27 @@ class ScaleSimBackend(Backend):
 
     def __init__(self, profile: "str | Path | Profile" = "scalesim", cache: "str | LatencyCache | bool | None" = None,
                  workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        super().__init__(profile)
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
-        self.cache = LatencyCache.from_option(cache)
+        super().__init__(profile, cache)
         self.workers = workers or os.cpu_count() or 1
         self.timeout_s = float(timeout_s)
-        self._namespace = (self.name, self.version, metadata.version("scalesim"), self.profile.content_hash)
-        self._results: dict[SimSpec, LayerLatency] = {}
 
-    def _simulate(self, specs: Mapping[SimSpec, str], progress: bool) -> dict[SimSpec, LayerLatency]:
-        todo = [spec for spec in specs if spec not in self._results]
-        if todo and self.cache is not None:
-            keys = {cache_key(self._namespace, spec.key()): spec for spec in todo}
-            for key, result in self.cache.get_many(keys).items():
-                self._results[keys[key]] = result
-            todo = [spec for spec in todo if spec not in self._results]
-        if todo:
-            self._run_pool({spec: specs[spec] for spec in todo}, progress)
-        return {spec: self._results[spec] for spec in specs}
+    @functools.cached_property
+    def cache_namespace(self) -> tuple[str, ...]:
+        """Backend name and version, SCALE-Sim's version and the profile's content hash."""
+        return (self.name, self.version, metadata.version("scalesim"), self.profile.content_hash)
 
-    def _store(self, spec: SimSpec, result: LayerLatency) -> None:
-        self._results[spec] = result
-        if self.cache is not None:
-            self.cache.put(cache_key(self._namespace, spec.key()), self.name,
-                           self.profile.content_hash, spec.key(), result)
-
-    def _run_pool(self, jobs: Mapping[SimSpec, str], progress: bool) -> None:
-        """Simulate ``jobs`` on up to ``workers`` processes; store each result as it arrives.
+    def simulate_specs(self, specs: Mapping[SimSpec, str], progress: bool) -> Iterator[tuple[SimSpec, LayerLatency]]:
+        """Simulate ``specs`` on up to ``workers`` processes; yield each result as it arrives.
 
         Raises:
             SimulationError: The first failure, after every other job has finished.
         """
         context = _context()
-        pending = list(jobs.items())
+        pending = list(specs.items())
         running: dict[Connection, tuple[multiprocessing.Process, SimSpec, float]] = {}
         errors: list[SimulationError] = []
         bar = tqdm(total=len(pending), disable=not progress, unit="sim",
@@ -101,13 +87,13 @@ class ScaleSimBackend(Backend):
                 next_deadline = min(deadline for _p, _s, deadline in running.values())
                 for receiver in wait(list(running), timeout=max(0.0, next_deadline - time.monotonic())):
                     process, spec, _deadline = running.pop(receiver)
-                    outcome = _receive(receiver, process, jobs[spec], self.profile.name)
+                    outcome = _receive(receiver, process, specs[spec], self.profile.name)
                     if isinstance(outcome, SimulationError):
                         errors.append(outcome)
                     else:
-                        self._store(spec, outcome)
+                        yield spec, outcome
                     bar.update(1)
-                errors.extend(self._reap_overdue(running, jobs))
+                errors.extend(self._reap_overdue(running, specs))
         finally:
             bar.close()
             for process, _spec, _deadline in running.values():

@@ -85,14 +85,6 @@ class Layer:
     def weight_count(self) -> int:
         return self.out_channels * (self.in_channels // self.groups) * self.kernel_h * self.kernel_w
 
-    @property
-    def input_count(self) -> int:
-        return self.in_channels * self.in_h * self.in_w
-
-    @property
-    def output_count(self) -> int:
-        return self.out_channels * self.out_h * self.out_w
-
     def shape_key(self) -> tuple:
         """Everything that determines the layer's cost; equal keys simulate identically."""
         return (self.kind, self.in_channels, self.out_channels, self.in_h, self.in_w, self.kernel_h,
@@ -145,10 +137,6 @@ class Workload:
     @property
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
-
-    def weight_bits_total(self, bits: Mapping[str, tuple[int, int]]) -> int:
-        """Model size in bits of the compute layers' weights under an allocation."""
-        return sum(layer.weight_count * bits[layer.name][0] for layer in self.layers)
 
     def uniform_bits(self, weight_bits: int = 8, act_bits: int = 8) -> dict[str, tuple[int, int]]:
         return {layer.name: (weight_bits, act_bits) for layer in self.layers}

@@ -11,7 +11,7 @@ warnings.filterwarnings("ignore", message="fast_hadamard_transform")
 
 @pytest.fixture(scope="session")
 def digits_splits():
-    from brevitas_amed.data import digits
+    from brevitas_amed.training.data import digits
 
     return digits(seed=0)
 
@@ -22,7 +22,7 @@ def trained_digits_cnn(digits_splits):
     import torch
     from torch.utils.data import DataLoader
 
-    from brevitas_amed.models import build_model
+    from brevitas_amed.training.models import build_model
 
     torch.manual_seed(0)
     model = build_model("digits_cnn", 10, in_channels=1)

@@ -17,7 +17,7 @@ Networks" (arXiv 2206.07741): every searchable knob gets a continuous bit width
   weight rises linearly from 0 to ``penalty`` over the first ``ramp`` fraction of the steps (the
   paper's ramped schedule), so the network first adapts to quantization, then is pushed down.
 * Result: each ``theta_k`` rounded to the nearest allowed choice. The model's weights, scales,
-  bits and mode are restored afterwards; fine-tuning at the chosen bits is the pipeline's job.
+  bits and mode are restored afterwards; fine-tuning at the chosen bits is the job's.
 
 A sweep of penalty strengths (:func:`front`, :func:`propose`) traces an accuracy-cost front.
 """
@@ -30,9 +30,8 @@ from typing import Literal, Mapping, Sequence
 import torch
 from torch import nn
 
-from brevitas_amed.strategies import StrategyContext, distinct, side_options
-from hw_backends.base import Backend
-from hw_backends.workload import Workload
+from brevitas_amed.quant import LatencyTable, QuantizedModel, side_options
+from brevitas_amed.strategies import StrategyContext, check_latency_table, distinct
 
 Cost = Literal["latency", "size"]
 DEFAULT_PENALTIES = (0.03, 0.3, 3.0)
@@ -70,7 +69,7 @@ class _Side:
     grid: torch.Tensor
 
 
-def _cost_levels(table: torch.Tensor) -> list[int]:
+def cost_levels(table: torch.Tensor) -> list[int]:
     """Rows of ``table`` that end a run of equal rows (the highest bits at each cost level).
 
     Hardware costs are often steps in the bit width (Bit Fusion runs 5..8 bits as 8): a grid
@@ -85,37 +84,38 @@ class CostModel(nn.Module):
     """The differentiable latency or size of the model as a function of the knobs' ``theta``.
 
     Per layer, the backend's costs on the grid of the layer's weight and activation choices,
-    reduced to the highest choice of each cost level (:func:`_cost_levels`) and interpolated
+    reduced to the highest choice of each cost level (:func:`cost_levels`) and interpolated
     bilinearly; a fixed or float side is a grid of one value.
 
     Args:
         qmodel: The quantized model.
-        workload: ``qmodel.workload(input_shape)``.
-        backend: Latency backend (its per-layer table is read once here).
-        cost: ``"latency"`` or ``"size"``.
+        latency: ``qmodel``'s latency table (read for ``cost="latency"``; it also gives the
+            layer order).
+        cost: ``"latency"`` or ``"size"``. A float layer's weights count as
+            :data:`~brevitas_amed.quant.FLOAT_AS_BITS` bits here: a fixed side only shifts the
+            normaliser, never the gradient.
 
     Raises:
-        ValueError: Unknown ``cost`` or a workload not matching the model.
+        ValueError: Unknown ``cost`` or a latency table of another model.
     """
 
-    def __init__(self, qmodel, workload: Workload, backend: Backend, cost: Cost) -> None:
+    def __init__(self, qmodel: QuantizedModel, latency: LatencyTable, cost: Cost) -> None:
         super().__init__()
         if cost not in ("latency", "size"):
             raise ValueError(f"cost must be 'latency' or 'size', got {cost!r}")
-        if sorted(workload.names) != sorted(qmodel.layers):
-            raise ValueError(f"workload {workload.name!r} has layers {workload.names}, the model has "
-                             f"{qmodel.layers}; build it with qmodel.workload(input_shape)")
+        check_latency_table(qmodel, latency)
         self.cost = cost
         self.terms: list[tuple[_Side, _Side, torch.Tensor]] = []
-        for layer in workload.layers:
-            w_knob, a_knob = qmodel.layer_knobs[layer.name]
+        counts = qmodel.weight_counts()
+        for layer in latency.workload.names:
+            w_knob, a_knob = qmodel.layer_knobs[layer]
             w_opts, a_opts = side_options(qmodel, w_knob), side_options(qmodel, a_knob)
             if cost == "latency":
-                costs = backend.layer_table(Workload.from_layers(workload.name, [layer]), w_opts, a_opts)[layer.name]
-                table = torch.tensor([[float(costs[(w, a)].cycles) for a in a_opts] for w in w_opts])
+                costs = latency.pair_cycles(layer)
+                table = torch.tensor([[float(costs[(w, a)]) for a in a_opts] for w in w_opts])
             else:
-                table = torch.tensor([[float(layer.weight_count * w)] * len(a_opts) for w in w_opts])
-            w_keep, a_keep = _cost_levels(table), _cost_levels(table.T)
+                table = torch.tensor([[float(counts[w_knob] * w)] * len(a_opts) for w in w_opts])
+            w_keep, a_keep = cost_levels(table), cost_levels(table.T)
             searchable = qmodel.search_space()
             self.terms.append((_Side(w_knob if w_knob in searchable else None, torch.tensor(w_opts, dtype=torch.float)[w_keep]),
                                _Side(a_knob if a_knob in searchable else None, torch.tensor(a_opts, dtype=torch.float)[a_keep]),
@@ -160,17 +160,16 @@ class _LearnedBits:
             handle.remove()
 
 
-def search(qmodel, train_loader, workload: Workload, backend: Backend, penalty: float = 0.3,
+def search(qmodel: QuantizedModel, train_loader, latency: LatencyTable, penalty: float = 0.3,
            cost: Cost = "latency", epochs: int = 2, lr: float | None = None, weight_lr: float = 1e-4,
            ramp: float = 0.5, max_steps: int | None = None, seed: int = 0) -> dict[str, int]:
     """Learn bit widths by gradient under a ramped cost penalty and round them to allowed choices.
 
     Args:
-        qmodel: A calibrated :class:`~brevitas_amed.quantize.QuantizedModel`; its weights,
+        qmodel: A calibrated :class:`~brevitas_amed.quant.QuantizedModel`; its weights,
             scales, bits and mode are restored before returning.
         train_loader: Batches of ``(inputs, targets)`` for a classification loss.
-        workload: ``qmodel.workload(input_shape)``.
-        backend: Latency backend (read for ``cost="latency"``).
+        latency: ``qmodel``'s latency table (read for ``cost="latency"``).
         penalty: Final weight of the normalised cost in the loss (``>= 0``).
         cost: ``"latency"`` (backend cycles) or ``"size"`` (weight bits).
         epochs: Passes over ``train_loader``.
@@ -185,11 +184,11 @@ def search(qmodel, train_loader, workload: Workload, backend: Backend, penalty: 
         ``{knob: bits}`` for every searchable knob, each bit width among the knob's choices.
 
     Raises:
-        ValueError: An argument out of range, no searchable knob, an empty loader, or a workload
-            not matching the model.
+        ValueError: An argument out of range, no searchable knob, an empty loader, or a latency
+            table of another model.
     """
     _check_arguments(qmodel, penalty, epochs, lr, weight_lr, ramp)
-    cost_model = CostModel(qmodel, workload, backend, cost)
+    cost_model = CostModel(qmodel, latency, cost)
     saved_state, was_training = {k: v.clone() for k, v in qmodel.state_dict().items()}, qmodel.training
     bits = _LearnedBits(qmodel)
     try:
@@ -254,12 +253,12 @@ def _train(qmodel, bits: _LearnedBits, cost_model: CostModel, loader, penalty, e
                 return
 
 
-def front(qmodel, train_loader, workload: Workload, backend: Backend,
+def front(qmodel: QuantizedModel, train_loader, latency: LatencyTable,
           penalties: Sequence[float] = DEFAULT_PENALTIES, **options) -> list[dict[str, int]]:
     """:func:`search` at each penalty strength, distinct results, strongest penalty first.
 
     Args:
-        qmodel, train_loader, workload, backend: As for :func:`search`.
+        qmodel, train_loader, latency: As for :func:`search`.
         penalties: Penalty strengths to sweep.
         **options: Passed to :func:`search` (``cost``, ``epochs``, ``lr``, ...).
 
@@ -271,12 +270,12 @@ def front(qmodel, train_loader, workload: Workload, backend: Backend,
     """
     if not penalties:
         raise ValueError("give at least one penalty strength")
-    return distinct(search(qmodel, train_loader, workload, backend, penalty=p, **options)
+    return distinct(search(qmodel, train_loader, latency, penalty=p, **options)
                     for p in sorted(penalties, reverse=True))
 
 
 def propose(ctx: StrategyContext, n_points: int = 3, **options) -> list[dict[str, int]]:
-    """Differentiable precision's front for the pipeline: ``n_points`` penalties, log-spaced.
+    """Differentiable precision's front for the job: ``n_points`` penalties, log-spaced.
 
     The penalties run from 0.03 to 3 (``DEFAULT_PENALTIES`` for 3 points), each the part of the
     cross-entropy that the whole latency (or size) at the highest bits is worth. The penalty is
@@ -297,7 +296,7 @@ def propose(ctx: StrategyContext, n_points: int = 3, **options) -> list[dict[str
         raise ValueError(f"n_points must be at least 1, got {n_points}")
     penalties = torch.logspace(-1.5, 0.5, n_points).tolist() if n_points > 1 else [0.3]
     options.setdefault("seed", ctx.seed)
-    points = front(ctx.qmodel, ctx.train_loader, ctx.workload, ctx.backend, penalties, **options)
+    points = front(ctx.qmodel, ctx.train_loader, ctx.latency, penalties, **options)
     if ctx.size_limit_bits is None:
         return points
     fitting = [a for a in points if ctx.qmodel.weight_size_bits(a) <= ctx.size_limit_bits]
@@ -308,4 +307,4 @@ def propose(ctx: StrategyContext, n_points: int = 3, **options) -> list[dict[str
     return fitting
 
 
-__all__ = ["CostModel", "DEFAULT_PENALTIES", "front", "interpolate", "nearest_choice", "propose", "search"]
+__all__ = ["CostModel", "DEFAULT_PENALTIES", "cost_levels", "front", "interpolate", "nearest_choice", "propose", "search"]

@@ -3,12 +3,13 @@
 After Huang et al., "Hardware-aware On-chip Mixed-precision Quantization" (arXiv 2309.01945):
 
 1. :func:`measure_sensitivity`: for each searchable knob and each of its bit widths, quantize
-   *only that knob's quantizers* (every other quantizer in the model disabled, i.e. float, fixed
-   first/last layers and biases included) and measure how far the output moves from the float
+   *only that knob's quantizers* (:func:`~brevitas_amed.quant.quantize_only`: every other
+   quantizer in the model disabled, i.e. float, fixed first/last layers and biases included) and
+   measure how far the output moves from the float
    model's on a few calibration batches: the mean KL divergence of the softmax outputs (or the
    MSE of the logits). No training, one forward per (knob, bits, batch).
 2. :func:`solve`: the allocation minimising total sensitivity under a latency budget taken from
-   the hardware backend's per-layer costs, and an optional weight-size limit, as a mixed-integer
+   the hardware backend's per-layer costs (a :class:`~brevitas_amed.quant.LatencyTable`), and an optional weight-size limit, as a mixed-integer
    program solved by HiGHS (:func:`scipy.optimize.milp`).
 3. :func:`front`: a sweep of budgets from the fastest feasible allocation to the least sensitive
    one traces an accuracy-latency front.
@@ -24,57 +25,22 @@ linked to per-layer pair variables ``z[l, w, a]`` by ``sum_a z[l, w, a] = x[wk(l
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-from typing import Iterator, Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 from scipy import optimize, sparse
 from torch import nn
 
-from brevitas_amed.strategies import StrategyContext, distinct, side_options, take_batches
-from hw_backends.base import Backend
-from hw_backends.workload import Workload
+from brevitas_amed.quant import LatencyTable, QuantizedModel, input_batches, quantize_only, side_options
+from brevitas_amed.strategies import StrategyContext, check_latency_table, distinct
 
 Sensitivity = dict[str, dict[int, float]]
-_PROXIES = ("weight_quant", "bias_quant", "act_quant", "output_quant", "input_quant")
 
 
 # --- sensitivity ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def quantize_only(qmodel, knob: str) -> Iterator[None]:
-    """Disable every quantizer of ``qmodel`` except those driven by ``knob``; restore on exit.
-
-    Args:
-        qmodel: A :class:`~brevitas_amed.quantize.QuantizedModel`.
-        knob: Name of the knob whose quantizers stay active.
-
-    Raises:
-        ValueError: If ``knob`` is not a knob of ``qmodel``.
-    """
-    if knob not in qmodel.knobs:
-        raise ValueError(f"unknown bit knob {knob!r}; known knobs: {', '.join(qmodel.knobs)}")
-    impls = {id(impl) for impl in qmodel.knobs[knob].impls()}
-    modules = list(qmodel.model.modules())
-    proxies = [proxy for module in modules for name in _PROXIES
-               if hasattr(proxy := getattr(module, name, None), "disable_quant")]
-    outputs = [module for module in modules if hasattr(module, "return_quant_tensor")]
-    saved = [proxy.disable_quant for proxy in proxies], [module.return_quant_tensor for module in outputs]
-    try:
-        for proxy in proxies:
-            proxy.disable_quant = not any(id(sub) in impls for sub in proxy.modules())
-        for module in outputs:  # a float tensor cannot travel as a QuantTensor
-            module.return_quant_tensor = False
-        yield
-    finally:
-        for proxy, value in zip(proxies, saved[0]):
-            proxy.disable_quant = value
-        for module, value in zip(outputs, saved[1]):
-            module.return_quant_tensor = value
-
-
 def divergence(reference: torch.Tensor, output: torch.Tensor, metric: str) -> float:
     """Mean per-sample divergence of ``output`` from ``reference`` logits (``"kl"`` or ``"mse"``)."""
     if metric == "kl":
@@ -83,14 +49,14 @@ def divergence(reference: torch.Tensor, output: torch.Tensor, metric: str) -> fl
     return float(nn.functional.mse_loss(output, reference))
 
 
-def measure_sensitivity(qmodel, float_model: nn.Module, batches: Sequence[torch.Tensor],
+def measure_sensitivity(qmodel: QuantizedModel, float_model: nn.Module, batches: Sequence[torch.Tensor],
                         metric: Literal["kl", "mse"] = "kl") -> Sensitivity:
     """Output divergence from the float model with only one knob quantized, per knob and bits.
 
     Both models run in eval mode; their modes and ``qmodel``'s bits are restored afterwards.
 
     Args:
-        qmodel: A calibrated :class:`~brevitas_amed.quantize.QuantizedModel`.
+        qmodel: A calibrated :class:`~brevitas_amed.quant.QuantizedModel`.
         float_model: The float model ``qmodel`` was made from.
         batches: Input tensors (a few calibration batches).
         metric: ``"kl"``: KL(float softmax || quantized softmax) per sample; ``"mse"``: mean
@@ -162,58 +128,52 @@ class BitProgram:
     rhs: np.ndarray
 
     @classmethod
-    def build(cls, qmodel, workload: Workload, backend: Backend) -> "BitProgram":
-        """Columns and constraints from ``qmodel``'s knobs and ``backend``'s per-layer costs.
+    def build(cls, qmodel: QuantizedModel, latency: LatencyTable) -> "BitProgram":
+        """Columns and constraints from ``qmodel``'s knobs and the backend's per-layer costs.
+
+        Args:
+            qmodel: The quantized model (its knobs, choices, fixed bits and weight counts).
+            latency: ``qmodel``'s latency table.
 
         Raises:
-            ValueError: If ``workload`` does not have exactly ``qmodel``'s compute layers.
-            SimulationError: If the backend cannot cost a layer.
+            ValueError: If ``latency`` was built for another model.
         """
-        if sorted(workload.names) != sorted(qmodel.layers):
-            raise ValueError(f"workload {workload.name!r} has layers {workload.names}, the model has "
-                             f"{qmodel.layers}; build it with qmodel.workload(input_shape)")
+        check_latency_table(qmodel, latency)
         space = qmodel.search_space()
+        counts = qmodel.weight_counts()
         variables = [(knob, b) for knob, choices in space.items() for b in choices]
         column = {v: i for i, v in enumerate(variables)}
         rows: list[dict[int, float]] = [{column[(k, b)]: 1.0 for b in choices} for k, choices in space.items()]
         rhs = [1.0] * len(space)
-        latency = [0.0] * len(variables)
+        latency_column = [0.0] * len(variables)
         size = [0.0] * len(variables)
-        size_offset = 0
+        size_offset = qmodel.weight_size_bits() - sum(counts[k] * qmodel.knobs[k].bits for k in counts if k in space)
         layers = []
-        modules = dict(qmodel.model.named_modules())
-        for layer in workload.layers:
+        for layer in latency.workload.layers:
             w_knob, a_knob = qmodel.layer_knobs[layer.name]
-            numel = modules[layer.name].weight.numel()
-            if w_knob in space:
-                for b in space[w_knob]:
-                    size[column[(w_knob, b)]] = float(numel * b)
-            else:
-                size_offset += numel * (qmodel.knobs[w_knob].bits or 32)
-            w_options, a_options = side_options(qmodel, w_knob), side_options(qmodel, a_knob)
-            costs = backend.layer_table(Workload.from_layers(workload.name, [layer]), w_options, a_options)[layer.name]
+            for b in space.get(w_knob, ()):
+                size[column[(w_knob, b)]] = float(counts[w_knob] * b)
             pairs = {}
-            for w in w_options:
-                for a in a_options:
-                    pairs[(w, a)] = len(latency)
-                    latency.append(float(costs[(w, a)].cycles))
-                    size.append(0.0)
-            layers.append((w_knob if w_knob in space else w_options[0],
-                           a_knob if a_knob in space else a_options[0], pairs))
+            for pair, cycles in latency.pair_cycles(layer.name).items():
+                pairs[pair] = len(latency_column)
+                latency_column.append(float(cycles))
+                size.append(0.0)
+            layers.append((w_knob if w_knob in space else side_options(qmodel, w_knob)[0],
+                           a_knob if a_knob in space else side_options(qmodel, a_knob)[0], pairs))
             rows.append({i: 1.0 for i in pairs.values()})
             rhs.append(1.0)
             for knob, side in ((w_knob, 0), (a_knob, 1)):
-                if knob in space:
-                    for b in space[knob]:
-                        row = {i: 1.0 for pair, i in pairs.items() if pair[side] == b}
-                        row[column[(knob, b)]] = -1.0
-                        rows.append(row)
-                        rhs.append(0.0)
-        matrix = sparse.lil_array((len(rows), len(latency)))
+                for b in space.get(knob, ()):
+                    row = {i: 1.0 for pair, i in pairs.items() if pair[side] == b}
+                    row[column[(knob, b)]] = -1.0
+                    rows.append(row)
+                    rhs.append(0.0)
+        matrix = sparse.lil_array((len(rows), len(latency_column)))
         for r, row in enumerate(rows):
             for c, value in row.items():
                 matrix[r, c] = value
-        return cls(variables, np.array(latency), np.array(size), size_offset, layers, matrix.tocsr(), np.array(rhs))
+        return cls(variables, np.array(latency_column), np.array(size), size_offset, layers, matrix.tocsr(),
+                   np.array(rhs))
 
     def solve(self, costs: Mapping[tuple[str, int], float], latency_budget: float | None = None,
               size_limit_bits: float | None = None) -> dict[str, int] | None:
@@ -295,7 +255,7 @@ def _infeasible(program: BitProgram, latency_budget, size_limit_bits) -> ValueEr
                       + f": the fastest takes {program.cycles(fastest)} cycles; raise the budget")
 
 
-def solve(sensitivity: Mapping[str, Mapping[int, float]], qmodel, workload: Workload, backend: Backend,
+def solve(sensitivity: Mapping[str, Mapping[int, float]], qmodel: QuantizedModel, latency: LatencyTable,
           latency_budget: float | None = None, size_limit_bits: float | None = None) -> dict[str, int]:
     """The least sensitive allocation within a latency budget and a size limit.
 
@@ -303,8 +263,7 @@ def solve(sensitivity: Mapping[str, Mapping[int, float]], qmodel, workload: Work
         sensitivity: ``{knob: {bits: value}}`` from :func:`measure_sensitivity`, covering every
             searchable knob and choice.
         qmodel: The quantized model (its knobs, choices, fixed bits and weight counts).
-        workload: ``qmodel.workload(input_shape)``.
-        backend: Latency backend; its per-layer table gives the costs.
+        latency: ``qmodel``'s latency table (the backend's per-layer costs).
         latency_budget: Most cycles allowed (``None``: no latency limit).
         size_limit_bits: Most weight bits allowed (``None``: no size limit).
 
@@ -312,22 +271,22 @@ def solve(sensitivity: Mapping[str, Mapping[int, float]], qmodel, workload: Work
         ``{knob: bits}`` for every searchable knob.
 
     Raises:
-        ValueError: Missing or non-finite sensitivity, a workload not matching the model, or no
+        ValueError: Missing or non-finite sensitivity, a latency table of another model, or no
             allocation within the limits (the message gives the fastest or smallest possible).
     """
-    program = BitProgram.build(qmodel, workload, backend)
+    program = BitProgram.build(qmodel, latency)
     allocation = program.solve(_check_sensitivity(sensitivity, program.variables), latency_budget, size_limit_bits)
     if allocation is None:
         raise _infeasible(program, latency_budget, size_limit_bits)
     return allocation
 
 
-def front(sensitivity: Mapping[str, Mapping[int, float]], qmodel, workload: Workload, backend: Backend,
+def front(sensitivity: Mapping[str, Mapping[int, float]], qmodel: QuantizedModel, latency: LatencyTable,
           n_points: int = 5, size_limit_bits: float | None = None) -> list[dict[str, int]]:
     """Optimal allocations at ``n_points`` latency budgets spread evenly from fastest to least sensitive.
 
     Args:
-        sensitivity, qmodel, workload, backend, size_limit_bits: As for :func:`solve`.
+        sensitivity, qmodel, latency, size_limit_bits: As for :func:`solve`.
         n_points: Number of budgets (at least 2); equal solutions are returned once.
 
     Returns:
@@ -338,7 +297,7 @@ def front(sensitivity: Mapping[str, Mapping[int, float]], qmodel, workload: Work
     """
     if n_points < 2:
         raise ValueError(f"n_points must be at least 2 (the two ends of the front), got {n_points}")
-    program = BitProgram.build(qmodel, workload, backend)
+    program = BitProgram.build(qmodel, latency)
     costs = _check_sensitivity(sensitivity, program.variables)
     fastest = program.fastest(size_limit_bits)
     if fastest is None:
@@ -350,7 +309,7 @@ def front(sensitivity: Mapping[str, Mapping[int, float]], qmodel, workload: Work
 
 
 def propose(ctx: StrategyContext, n_points: int = 5, metric: Literal["kl", "mse"] = "kl") -> list[dict[str, int]]:
-    """OHQ's front for the pipeline: sensitivity on ``ctx.calib_batches`` batches, then :func:`front`.
+    """OHQ's front for the job: sensitivity on ``ctx.calib_batches`` batches, then :func:`front`.
 
     Args:
         ctx: The strategy context (``float_model`` and ``train_loader`` are required).
@@ -363,10 +322,9 @@ def propose(ctx: StrategyContext, n_points: int = 5, metric: Literal["kl", "mse"
     Raises:
         ValueError: No calibration batch, or nothing fits ``ctx.size_limit_bits``.
     """
-    batches = take_batches(ctx.train_loader, ctx.calib_batches)
+    batches = list(input_batches(ctx.train_loader, ctx.calib_batches))
     sensitivity = measure_sensitivity(ctx.qmodel, ctx.float_model, batches, metric)
-    return front(sensitivity, ctx.qmodel, ctx.workload, ctx.backend, n_points, ctx.size_limit_bits)
+    return front(sensitivity, ctx.qmodel, ctx.latency, n_points, ctx.size_limit_bits)
 
 
-__all__ = ["BitProgram", "Sensitivity", "divergence", "front", "measure_sensitivity", "propose",
-           "quantize_only", "solve"]
+__all__ = ["BitProgram", "Sensitivity", "divergence", "front", "measure_sensitivity", "propose", "solve"]

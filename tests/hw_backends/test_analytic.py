@@ -39,7 +39,7 @@ def test_analytic_equals_scalesim_in_calc_mode(profile, dataflow, bits, small_la
 @functools.lru_cache(maxsize=None)
 def _network(name: str):
     torchvision = pytest.importorskip("torchvision")
-    from brevitas_amed.workload import build_workload
+    from brevitas_amed.quant import build_workload
 
     return build_workload(getattr(torchvision.models, name)(), (3, 224, 224), name=name)
 

@@ -30,7 +30,7 @@ class Branchy(nn.Module):
 @pytest.fixture(scope="session")
 def branchy_qmodel():
     """Branchy quantized with every layer searchable: weights {2, 4, 8}, activations {4, 8}."""
-    from brevitas_amed.quantize import QuantPolicy, quantize
+    from brevitas_amed.quant import QuantPolicy, quantize
 
     torch.manual_seed(0)
     policy = QuantPolicy(weight_bits=(2, 4, 8), act_bits=(4, 8), first_layer="search", last_layer="search")

@@ -1,0 +1,105 @@
+"""Everything up to the search, built once and shared by the search, fine-tuning and compare."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+import hw_backends
+from brevitas_amed.job.float_model import float_model
+from brevitas_amed.job.inputs import check_storage, load_data, make_backend, make_loaders, prepare_output_dir
+from brevitas_amed.job.progress import Progress
+from brevitas_amed.job.recipe import Recipe, RecipeError
+from brevitas_amed.job.records import Accuracy
+from brevitas_amed.job.shared_weights import shared_quantized_model
+from brevitas_amed.quant import LatencyTable, QuantizedModel
+from brevitas_amed.search import QualityScore
+from brevitas_amed.training.data import DataSplits
+from brevitas_amed.training.loops import evaluate
+from brevitas_amed.training.models import build_model
+
+log = logging.getLogger("brevitas_amed")
+
+
+@dataclasses.dataclass
+class Job:
+    """The job's shared state: data, the float and quantized models, the latency table, the score.
+
+    Attributes:
+        base_state: The shared weights; every trial and fine-tune starts from them.
+        latency: Per-layer cycles of every bit pair the knobs can take, from the recipe's backend.
+        quality: AMED's quality score (threshold from the float model's validation accuracy).
+    """
+
+    recipe: Recipe
+    out: Path
+    data: DataSplits
+    loaders: dict[str, DataLoader]
+    float_model: nn.Module
+    qmodel: QuantizedModel
+    base_state: dict[str, torch.Tensor]
+    workload: hw_backends.Workload
+    backend: hw_backends.Backend
+    latency: LatencyTable
+    float_accuracy: Accuracy
+    quality: QualityScore
+
+    @property
+    def reference_latency(self) -> int:
+        """Cycles of the uniform 8-bit model."""
+        return self.latency.reference
+
+    def size_bits(self, knob_bits: Mapping[str, int]) -> int:
+        return self.qmodel.weight_size_bits(knob_bits)
+
+
+def build_job(recipe: Recipe, progress: Progress) -> Job:
+    """Validated inputs first (a bad recipe writes nothing), then the float model, the shared
+    weights, the latency table and the quality score."""
+    random.seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    data = load_data(recipe)
+    model = build_model(recipe.model.name, data.num_classes, in_channels=data.input_shape[0], weights=recipe.model.weights)
+    backend = make_backend(recipe)
+    check_storage(recipe)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    out = prepare_output_dir(recipe)
+    loaders = make_loaders(recipe, data)
+    fmodel = float_model(recipe, model, loaders["train"], out, progress)
+    float_acc = Accuracy(val=evaluate(fmodel, loaders["val"]), test=evaluate(fmodel, loaders["test"]))
+    log.info("float model: val %.2f%%, test %.2f%%", 100 * float_acc.val, 100 * float_acc.test)
+    qmodel, base_state = shared_quantized_model(recipe, fmodel, loaders["train"], out, progress)
+    workload = qmodel.workload(data.input_shape, name=recipe.model.name)
+    log.info("latency table: %d layers on %s/%s", len(workload), recipe.hardware.backend, backend.profile.name)
+    latency = LatencyTable(qmodel, workload, backend, progress=True)
+    quality = make_quality(recipe, float_acc.val, latency.reference, qmodel)
+    return Job(recipe, out, data, loaders, fmodel, qmodel, base_state, workload, backend, latency, float_acc, quality)
+
+
+def make_quality(recipe: Recipe, float_val_acc: float, reference: int, qmodel: QuantizedModel) -> QualityScore:
+    """The recipe's quality score; the accuracy floor follows the float model when given as a drop.
+
+    Raises:
+        RecipeError: ``quality.size_limit_kb`` is below the smallest allocation's size.
+    """
+    qc = recipe.quality
+    threshold = qc.accuracy_threshold
+    if threshold is None and qc.max_accuracy_drop is not None:
+        threshold = max(0.0, float_val_acc - qc.max_accuracy_drop)
+    size = qc.size_limit_kb * 8192 if qc.size_limit_kb else None
+    if size is not None:
+        smallest = qmodel.weight_size_bits({k: min(c) for k, c in qmodel.search_space().items()
+                                            if qmodel.knobs[k].kind == "weight"})
+        if smallest > size:
+            raise RecipeError(f"quality.size_limit_kb={qc.size_limit_kb}: even the smallest allocation needs "
+                              f"{smallest / 8192:.1f} KB; raise the limit or allow fewer weight bits")
+    return QualityScore(beta=qc.beta, reference_latency=reference, accuracy_threshold=threshold,
+                        penalty=qc.penalty, max_size_bits=size)

@@ -1,0 +1,196 @@
+"""The whole job on tiny settings: real data, real Brevitas, real Optuna storage, real QONNX."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from brevitas_amed.cli import main
+from brevitas_amed.job.recipe import RecipeError, load_recipe
+from brevitas_amed.job.records import Summary
+from brevitas_amed.job.run import run
+
+TINY = ["hardware.backend=analytic", "search.trials=4", "search.warmup_epochs=1", "search.adapt_steps=2",
+        "model.pretrain.epochs=2", "finetune.epochs=1", "finetune.top_k=2", "finetune.baselines=[8, 4]",
+        "export.verify_samples=4", "threads=1"]
+
+
+def _recipe(out, *extra):
+    return load_recipe(None, TINY + [f"output_dir={out}", *extra])
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    summary = run(_recipe(out), progress=None)
+    return out, summary
+
+
+def test_tiny_digits_job_writes_models_and_report(tiny_run):
+    out, summary = tiny_run
+    assert Summary.from_dict(json.loads((out / "summary.json").read_text())) == summary
+    assert summary.trials == 4 and summary.float_accuracy.test > 0.8
+    labels = [f.label for f in summary.finals]
+    assert "uniform-8" in labels and "uniform-4" in labels and any(l.startswith("amed-t") for l in labels)
+    for final in summary.finals:
+        assert 0 <= final.test_accuracy <= 1
+        assert final.latency_cycles == sum(final.per_layer_cycles.values()) > 0
+        assert final.qonnx.verified is True, final.qonnx
+        assert final.qonnx.path == f"models/{final.label}.onnx" and (out / final.qonnx.path).is_file()
+        assert (out / final.checkpoint).is_file()
+        assert set(final.bits) == {"stem.0", "conv2.0", "block_a.0", "block_b.0", "conv5.0", "fc"}
+    u8 = next(f for f in summary.finals if f.label == "uniform-8")
+    u4 = next(f for f in summary.finals if f.label == "uniform-4")
+    assert u8.latency_cycles == summary.uniform8_latency_cycles
+    assert u4.latency_cycles < u8.latency_cycles and u4.size_bits < u8.size_bits
+    for name in ("pareto.png", "bits.png", "report.md", "trials.json", "study.db", "recipe.yaml"):
+        assert (out / name).is_file(), name
+    assert "uniform-4" in (out / "report.md").read_text()
+
+
+def test_rerun_resumes_without_repeating_trials_or_finetuning(tiny_run):
+    out, summary = tiny_run
+    ckpt = out / "models" / "uniform-8.pt"
+    before = ckpt.stat().st_mtime_ns
+    again = run(_recipe(out, "search.trials=6"), progress=None)
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{out / 'study.db'}")
+    assert again.trials == 6 and len(study.trials) == 6
+    assert [t.number for t in study.trials] == list(range(6))
+    assert ckpt.stat().st_mtime_ns == before  # same bits and settings: not fine-tuned again
+
+
+KILLED_WORKER = """
+import sys, time, optuna
+storage = optuna.storages.RDBStorage(sys.argv[1], heartbeat_interval=1, grace_period=2)
+study = optuna.load_study(study_name="digits", storage=storage)
+first = study.trials[0]
+study.enqueue_trial(first.params)
+
+def objective(trial):
+    for name, dist in first.distributions.items():
+        trial.suggest_categorical(name, list(dist.choices))
+    print("running", flush=True)
+    time.sleep(600)
+
+study.optimize(objective, n_trials=1)
+"""
+
+
+def test_killed_worker_trial_is_failed_by_its_heartbeat_and_retried(tiny_run, tmp_path):
+    """kill -9 of a worker in the middle of a trial: the next run fails it once its heartbeat has
+    lapsed (Optuna's heartbeat), retries its parameters once, and loses no completed trial."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, _ = tiny_run
+    storage = f"sqlite:///{out / 'study.db'}"
+    completed = {t.number for t in optuna.load_study(study_name="digits", storage=storage).trials
+                 if t.state == optuna.trial.TrialState.COMPLETE}
+    worker = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, storage], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline().strip() == "running"
+    orphan = max(t.number for t in optuna.load_study(study_name="digits", storage=storage).trials)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    time.sleep(3)  # past the grace period of 2 s
+    run(_recipe(out, "search.trials=7", "search.heartbeat_s=1"), progress=None)
+    study = optuna.load_study(study_name="digits", storage=storage)
+    assert study.trials[orphan].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in study.trials if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t) == orphan]
+    assert len(retries) == 1 and retries[0].params == study.trials[orphan].params
+    assert retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert completed <= {t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) >= 7
+
+
+def test_other_recipe_cannot_reuse_the_output_dir(tiny_run):
+    out, _ = tiny_run
+    with pytest.raises(RecipeError, match="different quantization settings"):
+        run(_recipe(out, "quantization.weight_bits=[4, 8]", "finetune.baselines=[8, 4]"), progress=None)
+
+
+def test_report_command_redraws(tiny_run, capsys):
+    out, _ = tiny_run
+    (out / "pareto.png").unlink()
+    assert main(["report", str(out)]) == 0
+    assert (out / "pareto.png").is_file()
+    assert main(["report", str(out / "nope")]) == 2
+    assert "run 'brevitas-amed recipe" in capsys.readouterr().err
+
+
+def test_resnet18_through_the_pipeline_on_small_inputs(tmp_path):
+    recipe = _recipe(tmp_path, "model.name=resnet18", "data.channels=3", "data.image_size=16",
+                     "search.trials=2", "finetune.baselines=[8]", "finetune.top_k=1", "model.pretrain.epochs=1",
+                     "export.verify_samples=1")
+    summary = run(recipe, progress=None)
+    assert len(summary.finals[0].bits) == 21
+    assert all(f.qonnx.verified for f in summary.finals)
+
+
+def test_compare_runs_every_method_on_one_plot(tiny_run, capsys):
+    from brevitas_amed.job.compare import run_compare
+
+    out, _ = tiny_run
+    result = run_compare(_recipe(out, "search.trials=7"), ["amed", "tpe", "ohq", "differentiable", "uniform"],
+                         progress=None)
+    methods = {f.method for f in result.finals}
+    assert methods == {"amed", "tpe", "ohq", "differentiable", "uniform"}
+    for f in result.finals:
+        assert f.qonnx.verified is True and 0 < f.latency_ratio <= 1.0 + 1e-9
+    assert (out / "compare.png").is_file() and "| ohq |" in (out / "compare.md").read_text()
+    assert main(["compare", "--methods", "amed,haq"]) == 2
+    assert "unknown ['haq']" in capsys.readouterr().err
+
+
+def test_ctrl_c_leaves_a_consistent_study_that_resumes(tmp_path):
+    """A real SIGINT in the middle of the search: exit 130, one line, no RUNNING trial left."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "brevitas_amed", "recipe", "-q"]
+    for item in TINY + ["search.trials=400", f"output_dir={out}"]:
+        args += ["--set", item]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    storage = f"sqlite:///{out / 'study.db'}"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        try:
+            trials = optuna.load_study(study_name="digits", storage=storage).trials
+        except Exception:  # study not created yet
+            continue
+        if sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 2:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("brevitas-amed: interrupted")
+    assert "Traceback" not in err
+    states = {t.state for t in optuna.load_study(study_name="digits", storage=storage).trials}
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_size_limit_prunes_before_accuracy_and_bounds_the_picks(tmp_path):
+    # Uniform 8-bit weights are 41.3 KB; a 30 KB limit rejects the enqueued all-8 start at once.
+    summary = run(_recipe(tmp_path, "quality.size_limit_kb=30", "search.trials=6", "finetune.baselines=[4]"),
+                  progress=None)
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    first = study.trials[0]
+    assert first.state == optuna.trial.TrialState.PRUNED and "quality" not in first.user_attrs
+    assert first.user_attrs["size_bits"] > 30 * 8192
+    searched = [f for f in summary.finals if f.kind == "search"]
+    assert searched and all(f.size_bits <= 30 * 8192 for f in searched)
+
+
+def test_impossible_size_limit_says_what_to_change(tmp_path):
+    with pytest.raises(RecipeError, match="size_limit_kb=1.0: even the smallest allocation needs"):
+        run(_recipe(tmp_path, "quality.size_limit_kb=1"), progress=None)
