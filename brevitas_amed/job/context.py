@@ -18,8 +18,8 @@ from brevitas_amed.job.inputs import check_storage, load_data, make_backend, mak
 from brevitas_amed.job.progress import Progress
 from brevitas_amed.job.recipe import Recipe, RecipeError
 from brevitas_amed.job.records import Accuracy
-from brevitas_amed.job.shared_weights import shared_quantized_model
-from brevitas_amed.quant import LatencyTable, QuantizedModel
+from brevitas_amed.job.shared_weights import policy_of, shared_quantized_model
+from brevitas_amed.quant import LatencyTable, QuantizedModel, quantize
 from brevitas_amed.search import QualityScore
 from brevitas_amed.training.data import DataSplits
 from brevitas_amed.training.loops import evaluate
@@ -69,6 +69,7 @@ def build_job(recipe: Recipe, progress: Progress) -> Job:
     model = build_model(recipe.model.name, data.num_classes, in_channels=data.input_shape[0], weights=recipe.model.weights)
     backend = make_backend(recipe)
     check_storage(recipe)
+    check_size_limit(recipe, model)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
     out = prepare_output_dir(recipe)
@@ -80,26 +81,33 @@ def build_job(recipe: Recipe, progress: Progress) -> Job:
     workload = qmodel.workload(data.input_shape, name=recipe.model.name)
     log.info("latency table: %d layers on %s/%s", len(workload), recipe.hardware.backend, backend.profile.name)
     latency = LatencyTable(qmodel, workload, backend, progress=True)
-    quality = make_quality(recipe, float_acc.val, latency.reference, qmodel)
+    quality = make_quality(recipe, float_acc.val, latency.reference)
     return Job(recipe, out, data, loaders, fmodel, qmodel, base_state, workload, backend, latency, float_acc, quality)
 
 
-def make_quality(recipe: Recipe, float_val_acc: float, reference: int, qmodel: QuantizedModel) -> QualityScore:
-    """The recipe's quality score; the accuracy floor follows the float model when given as a drop.
-
-    Raises:
-        RecipeError: ``quality.size_limit_kb`` is below the smallest allocation's size.
-    """
+def make_quality(recipe: Recipe, float_val_acc: float, reference: int) -> QualityScore:
+    """The recipe's quality score; the accuracy floor follows the float model when given as a drop."""
     qc = recipe.quality
     threshold = qc.accuracy_threshold
     if threshold is None and qc.max_accuracy_drop is not None:
         threshold = max(0.0, float_val_acc - qc.max_accuracy_drop)
     size = qc.size_limit_kb * 8192 if qc.size_limit_kb else None
-    if size is not None:
-        smallest = qmodel.weight_size_bits({k: min(c) for k, c in qmodel.search_space().items()
-                                            if qmodel.knobs[k].kind == "weight"})
-        if smallest > size:
-            raise RecipeError(f"quality.size_limit_kb={qc.size_limit_kb}: even the smallest allocation needs "
-                              f"{smallest / 8192:.1f} KB; raise the limit or allow fewer weight bits")
     return QualityScore(beta=qc.beta, reference_latency=reference, accuracy_threshold=threshold,
                         penalty=qc.penalty, max_size_bits=size)
+
+
+def check_size_limit(recipe: Recipe, model: nn.Module) -> None:
+    """Fail before anything is written when no allocation fits ``quality.size_limit_kb``.
+
+    Raises:
+        RecipeError: Even the smallest allocation is over the limit.
+    """
+    limit_kb = recipe.quality.size_limit_kb
+    if not limit_kb:
+        return
+    qmodel = quantize(model, policy_of(recipe))  # knobs depend on the architecture, not the weights
+    smallest = qmodel.weight_size_bits({k: min(c) for k, c in qmodel.search_space().items()
+                                        if qmodel.knobs[k].kind == "weight"})
+    if smallest > limit_kb * 8192:
+        raise RecipeError(f"quality.size_limit_kb={limit_kb}: even the smallest allocation needs "
+                          f"{smallest / 8192:.1f} KB; raise the limit or allow fewer weight bits")

@@ -21,7 +21,8 @@ MODELS = "models"
 
 def finetune_key(job: Job, knob_bits: dict[str, int]) -> str:
     """Hash of what a fine-tuned model depends on; an equal key means it can be reused."""
-    payload = json.dumps({"bits": knob_bits, "finetune": job.recipe.finetune.model_dump(),
+    training = job.recipe.finetune.model_dump(include={"epochs", "lr", "distill", "distill_temperature"})
+    payload = json.dumps({"bits": knob_bits, "finetune": training,
                           "export": job.recipe.export.model_dump()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

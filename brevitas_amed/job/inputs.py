@@ -57,8 +57,9 @@ def prepare_output_dir(recipe: Recipe) -> Path:
     current = recipe.search_affecting()
     if stamp.is_file():
         previous = json.loads(stamp.read_text()).get("search_affecting") or {}
-        if previous != current:
-            changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        # a section the stamp lacks was not recorded by the version that wrote it: not a change
+        changed = sorted(k for k in previous if previous[k] != current.get(k))
+        if changed:
             raise RecipeError(f"output_dir {str(out)!r} holds a study made with different {', '.join(changed)} settings; "
                               f"set output_dir to a new folder (or delete this one) to start over")
     out.mkdir(parents=True, exist_ok=True)

@@ -147,6 +147,8 @@ class FinetuneConfig(_Section):
     distill: bool = Field(False, description="distil from the float model's logits")
     distill_temperature: float = Field(2.0, gt=0)
     baselines: list[int] = Field(default_factory=lambda: [8, 6, 4], description="uniform bit widths fine-tuned alike")
+    selection_z: float = Field(1.0, ge=0, description="the best model must clear the accuracy floor on validation by "
+                                                      "this many binomial standard errors of the split")
 
     @field_validator("baselines")
     @classmethod
@@ -193,8 +195,16 @@ class Recipe(_Section):
         return self
 
     def search_affecting(self) -> dict[str, Any]:
-        """The sections a stored study depends on: resuming with other values would mix results."""
-        return self.model_dump(include={"seed", "model", "data", "quantization", "hardware", "quality"},
+        """What a stored study depends on: resuming with other values would mix results.
+
+        The seed, model, data, quantization, hardware and quality sections, and the search settings
+        that shape each trial's accuracy (shared-weight epochs, adaptation steps and rate, evaluation
+        batches). Everything else (trial budget, sampler, temperatures, storage, fine-tuning, export,
+        threads, data loader workers, the latency cache) may change between runs.
+        """
+        return self.model_dump(include={"seed": True, "model": True, "data": True, "quantization": True,
+                                        "hardware": True, "quality": True,
+                                        "search": {"warmup_epochs", "adapt_steps", "adapt_lr", "eval_batches"}},
                                exclude={"hardware": {"cache"}, "data": {"num_workers"}})
 
 

@@ -52,6 +52,12 @@ BAD_RECIPES = [
     ("quality:\n  accuracy_threshold: 0.9\n", [], ["either quality.accuracy_threshold or quality.max_accuracy_drop"]),
     ("search:\n  trials: many\n", [], ["search.trials", "integer"]),
     ("model:\n  name: resnet18\n", [], ["data.channels: 3"]),
+    ("search:\n  trials: true\n", [], ["search.trials", "valid integer", "True"]),
+    ("search:\n  trials: 3.0\n", [], ["search.trials", "valid integer"]),
+    ("finetune:\n  distill: 1\n", [], ["finetune.distill", "valid boolean"]),
+    ("search:\n  storage: 'notadb://x'\n", [], ["search.storage='notadb://x'", "not a usable database URL"]),
+    ("model:\n  name: os:system\n", [], ["model 'os:system'", "takes num_classes"]),
+    ("quality:\n  size_limit_kb: 1\n", [], ["quality.size_limit_kb=1", "smallest allocation"]),
     (None, ["search.trials"], ["--set", "key=value"]),
     (None, ["search=3", "search.trials=2"], ["not a section"]),
 ]
@@ -111,3 +117,17 @@ def test_closed_output_pipe_is_not_an_error(tmp_path):
     assert proc.wait(timeout=120) == 0
     assert "error" not in err
 
+
+def test_a_binary_file_is_named_as_not_a_text_recipe(tmp_path, capsys):
+    (tmp_path / "model.pt").write_bytes(b"\xff\xfe\x00binary")
+    assert main(["recipe", str(tmp_path / "model.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"brevitas-amed: error: {tmp_path / 'model.pt'}: not a text recipe (byte 0 is not UTF-8); "
+                   f"give a YAML file like recipes/digits.yaml"]
+
+
+def test_numbers_follow_yaml_1_2(tmp_path):
+    (tmp_path / "r.yaml").write_text("search:\n  adapt_lr: 1e-3\nfinetune:\n  lr: 2.5E-4\n")
+    recipe = load_recipe(tmp_path / "r.yaml", ["quality.beta=5e-2"])
+    assert (recipe.search.adapt_lr, recipe.finetune.lr, recipe.quality.beta) == (0.001, 0.00025, 0.05)
+    assert load_recipe(None, ["search.adapt_lr=3"]).search.adapt_lr == 3.0  # an int is a fine float

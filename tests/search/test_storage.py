@@ -117,14 +117,16 @@ def test_two_processes_share_one_chain_on_a_journal_file(tmp_path: Path) -> None
     trials = optuna.load_study(study_name="shared", storage=_journal(path)).trials
     assert len(trials) == 80
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs["pid"] for t in trials[1:41]}) == 2  # they did run side by side
+    pids = [t.user_attrs["pid"] for t in trials[1:]]
+    switches = sum(a != b for a, b in zip(pids, pids[1:]))
+    assert len(set(pids)) == 2 and switches >= 2  # they did run side by side
     records = [r for r in (read_record(t) for t in trials) if r is not None]
     assert len(records) >= 75
     head = max(records, key=lambda r: r.seq)
     # One chain across both processes' trials: the sequence numbers count on through both;
     # a fork between the processes costs the moves of the branch that loses.
     assert head.seq >= 70
-    assert head.moves > 50
+    assert head.moves > 40
     assert min(t.value for t in trials) < 0.1 * trials[0].value
 
 

@@ -1,0 +1,94 @@
+"""Interrupted jobs as users interrupt them: kill -9 in the search and in fine-tuning, Ctrl-C, a
+truncated checkpoint; each followed by a rerun that finishes with nothing lost or redone."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import optuna
+import pytest
+
+from brevitas_amed.job.run import run
+from tests.job.tiny import cli_process, completed, copy_run, tiny_recipe, trials_of, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def test_kill_9_during_search_then_rerun_keeps_every_completed_trial(tmp_path):
+    out = tmp_path / "run"
+    proc = cli_process(out, "search.trials=400", "search.heartbeat_s=1", cwd=tmp_path)
+    wait_for(lambda: len(completed(trials_of(out))) >= 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    before = completed(trials_of(out))
+    time.sleep(2.5)  # the killed worker's heartbeat lapses (grace: 2 x 1 s)
+    summary = run(tiny_recipe(out, f"search.trials={len(before) + 2}", "search.heartbeat_s=1"), progress=None)
+    trials = trials_of(out)
+    assert before <= completed(trials)
+    assert optuna.trial.TrialState.RUNNING not in {t.state for t in trials}
+    assert summary.trials >= len(before) + 2 and (out / "report.md").is_file()
+
+
+def test_kill_9_during_finetuning_then_rerun_keeps_finished_models(tmp_path):
+    out = tmp_path / "run"
+    proc = cli_process(out, "finetune.epochs=4", "finetune.top_k=1", cwd=tmp_path)
+    first = out / "models" / "uniform-8.json"  # fine-tuned after the search's one candidate
+    wait_for(lambda: any((out / "models").glob("amed-t*.json")) if (out / "models").is_dir() else False, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    done = sorted((out / "models").glob("*.json"))
+    stamps = {p.name: (p.with_suffix(".pt").stat().st_mtime_ns) for p in done}
+    trials = len(completed(trials_of(out)))
+    summary = run(tiny_recipe(out, "finetune.epochs=4", "finetune.top_k=1"), progress=None)
+    for name, stamp in stamps.items():  # finished before the kill: not trained again
+        assert (out / "models" / name).with_suffix(".pt").stat().st_mtime_ns == stamp, name
+    assert first.is_file() and len(summary.finals) == 3
+    assert len(completed(trials_of(out))) == trials  # the search was done: no trial repeated
+
+
+def test_ctrl_c_then_rerun_finishes_the_same_study(tmp_path):
+    out = tmp_path / "run"
+    proc = cli_process(out, "search.trials=400", cwd=tmp_path)
+    wait_for(lambda: len(completed(trials_of(out))) >= 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1].startswith("brevitas-amed: interrupted")
+    trials = trials_of(out)
+    assert optuna.trial.TrialState.RUNNING not in {t.state for t in trials}
+    before = completed(trials)
+    summary = run(tiny_recipe(out, f"search.trials={len(before) + 1}"), progress=None)
+    assert before <= completed(trials_of(out)) and summary.trials == len(before) + 1
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("finished") / "run"
+    run(tiny_recipe(out), progress=None)
+    return out
+
+
+def test_truncated_checkpoints_are_redone_not_loaded(finished, tmp_path, caplog):
+    out = copy_run(finished, tmp_path / "run")
+    for name in ("float_model.pt", "shared_quant.pt", "models/uniform-8.pt"):
+        data = (out / name).read_bytes()
+        (out / name).write_bytes(data[: len(data) // 2])  # what a kill during a plain write leaves
+    untouched = (out / "models" / "uniform-4.pt").stat().st_mtime_ns
+    with caplog.at_level("WARNING", logger="brevitas_amed"):
+        summary = run(tiny_recipe(out), progress=None)
+    assert "float_model.pt is unreadable" in caplog.text and "uniform-8.pt is unreadable" in caplog.text
+    assert summary.float_accuracy.test > 0.8
+    assert (out / "models" / "uniform-4.pt").stat().st_mtime_ns == untouched
+    record = json.loads((out / "models" / "uniform-8.json").read_text())
+    assert (out / record["checkpoint"]).stat().st_size > len(data) // 2
+
+
+def test_rerun_reloads_the_float_model_and_shared_weights(finished, tmp_path):
+    out = copy_run(finished, tmp_path / "run")
+    stamps = {n: (out / n).stat().st_mtime_ns for n in ("float_model.pt", "shared_quant.pt")}
+    first = json.loads((finished / "summary.json").read_text())
+    again = run(tiny_recipe(out), progress=None)
+    assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
+    assert again.float_accuracy.test == first["float_accuracy"]["test"]
