@@ -41,17 +41,17 @@ def search_params(job: Job) -> dict[str, list[int]]:
 
 # --- sampler and study ---------------------------------------------------------------------------
 def size_constraint(job: Job) -> ModelSizeLimit | None:
-    """The size limit on the sampler's parameters (weights no parameter sets are a fixed offset)."""
-    limit = job.quality.max_size_bits
-    if limit is None:
+    """The size limit on the sampler's parameters. Weights no parameter moves (pinned layers, a
+    knob with one choice) are a fixed offset."""
+    if job.quality.max_size_bits is None:
         return None
-    space = job.qmodel.search_space()
-    counts = job.qmodel.weight_counts()
-    searched = {param_name(job.qmodel.knobs[k]): n for k, n in counts.items() if k in space}
-    if not searched:
+    q = job.qmodel
+    moved = {param_name(q.knobs[k]): n for k, n in q.weight_counts().items()
+             if k in q.search_space() and len(q.knobs[k].choices) > 1}
+    if not moved:
         return None
-    fixed = job.qmodel.weight_size_bits() - sum(n * job.qmodel.knobs[knob_name(p)].bits for p, n in searched.items())
-    return ModelSizeLimit(searched, limit - fixed)
+    offset = q.weight_size_bits() - sum(n * q.knobs[knob_name(p)].bits for p, n in moved.items())
+    return job.quality.size_constraint(moved, offset_bits=offset)
 
 
 def make_sampler(job: Job) -> optuna.samplers.BaseSampler:

@@ -115,7 +115,7 @@ class Chain:
             state = table.trial_states[number]
             if own is None or own.proposal is None or state is None:
                 continue
-            if own.signature != record.signature or own.proposal.refresh:
+            if own.signature != record.signature or own.proposal.refresh or own.proposal.state != state:
                 continue
             if own.state != record.state:
                 record.stale += 1
@@ -155,6 +155,8 @@ class Chain:
         record = self.record
         self._maybe_restart()
         record.proposal = self._walk(temperature)
+        if record.proposal.refresh:  # every move from here was rejected or known: a rejection too
+            record.rejections_in_row += 1
         record.seq = self._table.max_seq + 1
         record.watermark = n_trials_seen - 1
         record.waiting = self._table.unfinished_up_to(record.watermark)

@@ -22,6 +22,9 @@ completed evaluation counts as infinite energy. A single failure leaves the stat
 may be proposed again; a pruned trial or a non-finite value is final at once."""
 
 
+RETRY_MARK = "failed_trial"  # set by optuna.storages.RetryHeartbeatStaleTrialCallback
+
+
 class EnergyTable:
     """Energies of the evaluated states and the chain records of the trials, read incrementally.
 
@@ -62,6 +65,10 @@ class EnergyTable:
             self._add(trial)
 
     def _add_record(self, number: int, trial: FrozenTrial) -> None:
+        if RETRY_MARK in trial.system_attrs:
+            # Optuna's retry of a stale trial copies its system attrs, chain record included: the
+            # proposal was judged with the failed trial; the retry is a known energy only.
+            return
         record = read_record(trial)
         if record is None:
             return

@@ -9,11 +9,12 @@ import dataclasses
 class GeometricAnnealing:
     """Temperature falling geometrically from ``initial`` to ``final`` over ``n_trials`` trials.
 
-    ``T(n) = initial * (final / initial) ** (n / n_trials)`` for trial number ``n``, and
-    ``final`` from trial ``n_trials`` on.
+    ``T(n) = initial * (final / initial) ** (n / n_trials)`` at chain step ``n`` (the trial's
+    number counted from the sampler's first trial in the study), and ``final`` from step
+    ``n_trials`` on.
 
     Args:
-        initial: Temperature of trial 0, in units of the score the chain maximises.
+        initial: Temperature of step 0, in units of the score the chain maximises.
         final: Temperature from trial ``n_trials`` on; at most ``initial``.
         n_trials: Length of the annealing.
 

@@ -131,12 +131,13 @@ class QualityScore:
                 f"model size {size_bits:.0f} bits exceeds the limit of {self.max_size_bits:.0f}"
             )
 
-    def size_constraint(self, weight_counts: Mapping[str, int]) -> ModelSizeLimit:
+    def size_constraint(self, weight_counts: Mapping[str, int], offset_bits: float = 0.0) -> ModelSizeLimit:
         """A sampler ``constraint`` enforcing ``max_size_bits`` before any trial runs.
 
         Args:
             weight_counts: Number of weights set by each bit-width parameter, by parameter name
                 (for example ``{"w:conv1": 9408, ...}``).
+            offset_bits: Bits of the weights no parameter sets (layers pinned by a policy).
 
         Returns:
             A :class:`ModelSizeLimit` for :class:`~brevitas_amed.search.AMEDSampler`'s ``constraint``.
@@ -146,29 +147,32 @@ class QualityScore:
         """
         if self.max_size_bits is None:
             raise ValueError("`max_size_bits` is None; there is no size limit to enforce.")
-        return ModelSizeLimit(weight_counts, self.max_size_bits)
+        return ModelSizeLimit(weight_counts, self.max_size_bits, offset_bits)
 
 
 class ModelSizeLimit:
-    """Feasibility test ``sum(weight_counts[p] * params[p]) <= max_size_bits``.
+    """Feasibility test ``offset_bits + sum(weight_counts[p] * params[p]) <= max_size_bits``.
 
     Args:
         weight_counts: Number of weights set by each bit-width parameter, by parameter name.
         max_size_bits: The largest allowed model size in bits.
+        offset_bits: Bits of the weights no parameter sets (for example layers a policy pins).
 
     Raises:
         ValueError: If ``weight_counts`` is empty or has a negative count, or ``max_size_bits``
             is not positive.
     """
 
-    def __init__(self, weight_counts: Mapping[str, int], max_size_bits: float) -> None:
+    def __init__(self, weight_counts: Mapping[str, int], max_size_bits: float, offset_bits: float = 0.0) -> None:
         if not weight_counts or any(count < 0 for count in weight_counts.values()):
             raise ValueError(
                 f"`weight_counts` must be a non-empty mapping to counts >= 0, got {weight_counts!r}."
             )
         _check("max_size_bits", max_size_bits, lambda v: v > 0, "a finite float > 0")
+        _check("offset_bits", offset_bits, lambda v: v >= 0, "a finite float >= 0")
         self.weight_counts = dict(weight_counts)
         self.max_size_bits = max_size_bits
+        self.offset_bits = offset_bits
 
     def size_bits(self, params: Mapping[str, Any]) -> float:
         """Model size in bits of an allocation.
@@ -178,8 +182,9 @@ class ModelSizeLimit:
         """
         missing = [name for name in self.weight_counts if name not in params]
         if missing:
-            raise KeyError(f"allocation has no bit width for {missing}")
-        return float(sum(count * params[name] for name, count in self.weight_counts.items()))
+            raise KeyError(f"allocation has no bit width for {missing}; give weight_counts only for parameters the "
+                           f"sampler moves and count the others in offset_bits")
+        return self.offset_bits + float(sum(count * params[name] for name, count in self.weight_counts.items()))
 
     def __call__(self, params: Mapping[str, Any]) -> bool:
         return self.size_bits(params) <= self.max_size_bits

@@ -296,7 +296,7 @@ def _check_temperature(
     if isinstance(temperature, (int, float)) and 0 < temperature < math.inf:
         return GeometricAnnealing(float(temperature), float(temperature), 1)
     raise ValueError(
-        "`temperature` must be a positive finite float or a callable from trial number to "
+        "`temperature` must be a positive finite float or a callable from the chain step to "
         f"temperature, got {temperature!r}."
     )
 

@@ -118,3 +118,11 @@ def test_model_size_limit_rejects_bad_counts() -> None:
         ModelSizeLimit({}, 10.0)
     with pytest.raises(ValueError, match="weight_counts"):
         ModelSizeLimit({"w:a": -1}, 10.0)
+
+
+def test_size_limit_counts_the_weights_no_parameter_moves() -> None:
+    limit = QualityScore(beta=0.1, reference_latency=1.0, max_size_bits=100).size_constraint({"w:a": 10}, offset_bits=30)
+    assert limit({"w:a": 7}) and not limit({"w:a": 8})
+    assert limit.size_bits({"w:a": 7}) == 100.0
+    with pytest.raises(KeyError, match="count the others in offset_bits"):
+        limit({"w:b": 2})

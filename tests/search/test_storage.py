@@ -185,3 +185,25 @@ def test_a_record_of_version_0_1_is_not_resumed_but_its_trial_is_used() -> None:
     study.add_trial(trial)
     study.optimize(_objective, n_trials=3)
     assert read_record(study.trials[1]).state == tuple(9 for _ in params)
+
+
+def test_a_retried_stale_trial_is_a_known_energy_not_a_second_judgement() -> None:
+    """Optuna's retry of a stale trial copies its system attrs, chain record included; the copy
+    must not be read as the chain's own proposal a second time."""
+    from optuna.distributions import CategoricalDistribution
+
+    from brevitas_amed.search._energy import RETRY_MARK, EnergyTable
+    from brevitas_amed.search._space import ChainSpace
+
+    study = optuna.create_study(sampler=AMEDSampler(seed=0))
+    study.optimize(lambda t: sum(t.suggest_categorical(f"x{i}", [2, 4, 8]) for i in range(3)), n_trials=6)
+    own = next(t for t in reversed(study.trials) if read_record(t) is not None)
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.COMPLETE, value=own.value, params=own.params, distributions=own.distributions,
+        system_attrs={**own.system_attrs, RETRY_MARK: own.number}))
+    retry = study.trials[-1]
+    assert read_record(retry) is not None  # the copy is there, as Optuna's callback leaves it
+    table = EnergyTable(ChainSpace({f"x{i}": CategoricalDistribution([2, 4, 8]) for i in range(3)}), lambda v: v[0])
+    table.update(study.get_trials(deepcopy=False))
+    assert own.number in table.records and retry.number not in table.records
+    assert table.energy(table.space.state_of(retry)) == own.value
