@@ -8,17 +8,11 @@ import optuna
 import pytest
 
 from brevitas_amed.cli import main
-from brevitas_amed.job.recipe import RecipeError, load_recipe
+from brevitas_amed.job.recipe import RecipeError
 from brevitas_amed.job.records import Summary
 from brevitas_amed.job.run import run
-
-TINY = ["hardware.backend=analytic", "search.trials=4", "search.warmup_epochs=1", "search.adapt_steps=2",
-        "model.pretrain.epochs=2", "finetune.epochs=1", "finetune.top_k=2", "finetune.baselines=[8, 4]",
-        "export.verify_samples=4", "threads=1"]
-
-
-def _recipe(out, *extra):
-    return load_recipe(None, TINY + [f"output_dir={out}", *extra])
+from tests.job.tiny import copy_run
+from tests.job.tiny import tiny_recipe as _recipe
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +44,8 @@ def test_tiny_digits_job_writes_models_and_report(tiny_run):
     assert "uniform-4" in (out / "report.md").read_text()
 
 
-def test_rerun_resumes_without_repeating_trials_or_finetuning(tiny_run):
-    out, summary = tiny_run
+def test_rerun_resumes_without_repeating_trials_or_finetuning(tiny_run, tmp_path):
+    out = copy_run(tiny_run[0], tmp_path / "run")
     ckpt = out / "models" / "uniform-8.pt"
     before = ckpt.stat().st_mtime_ns
     again = run(_recipe(out, "search.trials=6"), progress=None)
@@ -86,7 +80,7 @@ def test_killed_worker_trial_is_failed_by_its_heartbeat_and_retried(tiny_run, tm
     import sys
     import time
 
-    out, _ = tiny_run
+    out = copy_run(tiny_run[0], tmp_path / "run")
     storage = f"sqlite:///{out / 'study.db'}"
     completed = {t.number for t in optuna.load_study(study_name="digits", storage=storage).trials
                  if t.state == optuna.trial.TrialState.COMPLETE}
@@ -112,8 +106,8 @@ def test_other_recipe_cannot_reuse_the_output_dir(tiny_run):
         run(_recipe(out, "quantization.weight_bits=[4, 8]", "finetune.baselines=[8, 4]"), progress=None)
 
 
-def test_report_command_redraws(tiny_run, capsys):
-    out, _ = tiny_run
+def test_report_command_redraws(tiny_run, tmp_path, capsys):
+    out = copy_run(tiny_run[0], tmp_path / "run")
     (out / "pareto.png").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "pareto.png").is_file()
@@ -130,10 +124,10 @@ def test_resnet18_through_the_pipeline_on_small_inputs(tmp_path):
     assert all(f.qonnx.verified for f in summary.finals)
 
 
-def test_compare_runs_every_method_on_one_plot(tiny_run, capsys):
+def test_compare_runs_every_method_on_one_plot(tiny_run, tmp_path, capsys):
     from brevitas_amed.job.compare import run_compare
 
-    out, _ = tiny_run
+    out = copy_run(tiny_run[0], tmp_path / "run")
     result = run_compare(_recipe(out, "search.trials=7"), ["amed", "tpe", "ohq", "differentiable", "uniform"],
                          progress=None)
     methods = {f.method for f in result.finals}
@@ -143,40 +137,6 @@ def test_compare_runs_every_method_on_one_plot(tiny_run, capsys):
     assert (out / "compare.png").is_file() and "| ohq |" in (out / "compare.md").read_text()
     assert main(["compare", "--methods", "amed,haq"]) == 2
     assert "unknown ['haq']" in capsys.readouterr().err
-
-
-def test_ctrl_c_leaves_a_consistent_study_that_resumes(tmp_path):
-    """A real SIGINT in the middle of the search: exit 130, one line, no RUNNING trial left."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    out = tmp_path / "run"
-    args = [sys.executable, "-m", "brevitas_amed", "recipe", "-q"]
-    for item in TINY + ["search.trials=400", f"output_dir={out}"]:
-        args += ["--set", item]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
-    storage = f"sqlite:///{out / 'study.db'}"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(1)
-        try:
-            trials = optuna.load_study(study_name="digits", storage=storage).trials
-        except Exception:  # study not created yet
-            continue
-        if sum(t.state == optuna.trial.TrialState.COMPLETE for t in trials) >= 2:
-            break
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines()[-1].startswith("brevitas-amed: interrupted")
-    assert "Traceback" not in err
-    states = {t.state for t in optuna.load_study(study_name="digits", storage=storage).trials}
-    assert optuna.trial.TrialState.RUNNING not in states
 
 
 def test_size_limit_prunes_before_accuracy_and_bounds_the_picks(tmp_path):
