@@ -74,9 +74,9 @@ def test_imagefolder_weights_file_random_sampler_and_command_backend(tmp_path):
 def test_compare_gives_each_method_its_own_study_even_with_a_study_name(tmp_path):
     recipe = tiny_recipe(tmp_path, "search.study_name=shared", "finetune.top_k=1", "finetune.baselines=[8]",
                          "export.qonnx=false")
-    result = run_compare(recipe, ["amed", "tpe", "random"], progress=None)
+    result = run_compare(recipe, ["amed", "tpe", "nsga2", "random"], progress=None)
     names = {s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'study.db'}")}
-    assert names == {"shared", "shared-tpe", "shared-random"}
+    assert names == {"shared", "shared-tpe", "shared-nsga2", "shared-random"}
     for name in names:
         assert len(trials_of(tmp_path, name)) == 4  # no method sees another's trials
     for f in result.finals:

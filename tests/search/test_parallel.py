@@ -57,8 +57,11 @@ def test_four_threads_keep_the_distribution() -> None:
     study.optimize(objective, n_trials=N_TRIALS, n_jobs=4)
     assert _total_variation(study.trials) < TV_BOUND
     records = [read_record(t) for t in study.trials]
-    assert all(r is not None for r in records[1:])
-    assert len({r.seq for r in records[1:]}) == N_TRIALS - 1  # one chain, never forked
+    # Trials sampled before any trial finished come from the independent sampler: at most one per
+    # worker, at the start. Every later trial carries the chain, and no two share a step.
+    assert all(i < 4 for i, r in enumerate(records) if r is None)
+    present = [r for r in records if r is not None]
+    assert len({r.seq for r in present}) == len(present) >= N_TRIALS - 4  # one chain, never forked
 
 
 _WORKER = textwrap.dedent(
