@@ -1,9 +1,11 @@
-"""``brevitas-amed recipe [RECIPE] [--set key=value ...]``: run or resume the whole job."""
+"""``brevitas-amed recipe [RECIPE] [--set key=value ...] [--workers N] [--join]``: run or resume the
+whole job, with N local search workers, or add a search-only worker to a job running elsewhere."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 
 def add_parser(sub) -> None:
@@ -14,7 +16,14 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe field, e.g. --set search.trials=50 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="validate the recipe, print it and exit")
-    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary (no progress bars)")
+    p.add_argument("--workers", type=positive, default=1, metavar="N",
+                   help="search with N local processes sharing the study (one GPU each, round-robin, with "
+                        "device auto or cuda); this one then fine-tunes and reports")
+    p.add_argument("--join", action="store_true",
+                   help="search only, as one more worker of the job that shares this recipe's output_dir and "
+                        "storage (another machine needs both on shared storage); fine-tuning and the report "
+                        "stay with the process that runs the recipe without --join")
     p.set_defaults(func=run)
 
 
@@ -26,11 +35,29 @@ def run(args: argparse.Namespace) -> int:
         print(dump_recipe(recipe), end="")
         return 0
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    from brevitas_amed.job.run import run as run_job
+    from brevitas_amed.job.progress import no_progress
+    from brevitas_amed.job.run import join, run as run_job
 
-    summary = run_job(recipe)
+    progress = no_progress() if args.quiet or not sys.stderr.isatty() else None  # no bars in log files
+    if args.join:
+        finished = join(recipe, progress, workers=args.workers)
+        print(f"worker done: {finished} of {recipe.search.trials} trials finished in the study; the process "
+              f"running this recipe without --join fine-tunes and reports (or run it once more)")
+        return 0
+    summary = run_job(recipe, progress, workers=args.workers)
     print_summary(summary, recipe.output_dir)
     return 0
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def print_summary(summary, output_dir: str) -> None:

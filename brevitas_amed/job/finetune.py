@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -12,6 +13,8 @@ from brevitas_amed.job.inputs import reseed
 from brevitas_amed.job.progress import Progress
 from brevitas_amed.job.records import Candidate, FinalModel, QonnxResult
 from brevitas_amed.quant import export_qonnx, verify_qonnx
+from brevitas_amed.quant import QuantizedModel
+from brevitas_amed.training.device import out_of_memory_advice
 from brevitas_amed.training.loops import evaluate, train
 
 log = logging.getLogger("brevitas_amed")
@@ -45,7 +48,8 @@ def finetune_and_export(job: Job, candidate: Candidate, progress: Progress) -> F
     q.set_knob_bits(candidate.knob_bits)
     ft = recipe.finetune
     reseed(job.loaders, recipe.seed)
-    with progress(ft.epochs * len(job.loaders["train"]), f"fine-tune {candidate.label}") as bar:
+    with progress(ft.epochs * len(job.loaders["train"]), f"fine-tune {candidate.label}") as bar, \
+            out_of_memory_advice(f"fine-tuning {candidate.label}", job.device, recipe.data.batch_size):
         train(q, job.loaders["train"], epochs=ft.epochs, lr=ft.lr, progress=bar,
               teacher=job.float_model if ft.distill else None, temperature=ft.distill_temperature)
     q.eval()
@@ -67,14 +71,21 @@ def finetune_and_export(job: Job, candidate: Candidate, progress: Progress) -> F
     return final
 
 
+def cpu_copy(qmodel: QuantizedModel) -> QuantizedModel:
+    """A copy of the model on the CPU, where export and qonnx run; the job's model stays put."""
+    return copy.deepcopy(qmodel).cpu()
+
+
 def export(job: Job, label: str) -> QonnxResult:
-    """Export the model at its current bits to ``models/<label>.onnx`` and check it with qonnx."""
-    x_all = next(iter(job.loaders["test"]))[0]
+    """Export a CPU copy of the model at its current bits to ``models/<label>.onnx`` and check it
+    with qonnx on CPU inputs."""
+    x_all = next(iter(job.loaders["test"].loader))[0]  # the CPU batch, before it goes to the device
     relative = f"{MODELS}/{label}.onnx"
-    path = export_qonnx(job.qmodel, x_all[:1], job.out / relative)
+    model = cpu_copy(job.qmodel)
+    path = export_qonnx(model, x_all[:1], job.out / relative)
     result = QonnxResult(path=relative)
     if job.recipe.export.verify:
-        check = verify_qonnx(job.qmodel, path, x_all[: job.recipe.export.verify_samples], job.recipe.export.tolerance)
+        check = verify_qonnx(model, path, x_all[: job.recipe.export.verify_samples], job.recipe.export.tolerance)
         result = QonnxResult(path=relative, verified=check.passed, max_abs_diff=check.max_abs_diff,
                              output_step=check.output_step, same_predictions=check.same_predictions)
         if not check.passed:

@@ -9,8 +9,10 @@ import torch
 from torch.utils.data import DataLoader
 
 import hw_backends
+from brevitas_amed.job.checkpoints import write_text_atomic
 from brevitas_amed.job.recipe import Recipe, RecipeError, dump_recipe
 from brevitas_amed.training.data import DataSplits, digits, imagefolder, synthetic
+from brevitas_amed.training.device import DeviceLoader, resolve_device
 
 
 def load_data(recipe: Recipe) -> DataSplits:
@@ -24,17 +26,33 @@ def load_data(recipe: Recipe) -> DataSplits:
     return imagefolder(d.path, image_size=d.image_size or 224, seed=recipe.seed)
 
 
-def make_loaders(recipe: Recipe, data: DataSplits) -> dict[str, DataLoader]:
-    """``train`` (shuffled by a seeded generator), ``val`` and ``test`` loaders."""
+def job_device(recipe: Recipe, device: str | None = None) -> torch.device:
+    """The device this process runs on: ``device`` (a worker's share) or the recipe's.
+
+    Raises:
+        RecipeError: CUDA asked for where there is none, or a CUDA index past the last device.
+    """
+    try:
+        return resolve_device(device or recipe.device)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
+
+
+def make_loaders(recipe: Recipe, data: DataSplits, device: torch.device | None = None) -> dict[str, DeviceLoader]:
+    """``train`` (shuffled by a seeded generator), ``val`` and ``test`` loaders delivering batches on
+    ``device``; on CUDA from pinned memory, copied without blocking."""
+    device = device or torch.device("cpu")
     gen = torch.Generator().manual_seed(recipe.seed)
-    kw = dict(batch_size=recipe.data.batch_size, num_workers=recipe.data.num_workers)
-    return {"train": DataLoader(data.train, shuffle=True, drop_last=len(data.train) > recipe.data.batch_size,
-                                generator=gen, **kw),
-            "val": DataLoader(data.val, shuffle=False, **kw),
-            "test": DataLoader(data.test, shuffle=False, **kw)}
+    kw = dict(batch_size=recipe.data.batch_size, num_workers=recipe.data.num_workers,
+              pin_memory=device.type == "cuda")
+    loaders = {"train": DataLoader(data.train, shuffle=True, drop_last=len(data.train) > recipe.data.batch_size,
+                                   generator=gen, **kw),
+               "val": DataLoader(data.val, shuffle=False, **kw),
+               "test": DataLoader(data.test, shuffle=False, **kw)}
+    return {name: DeviceLoader(loader, device) for name, loader in loaders.items()}
 
 
-def reseed(loaders: dict[str, DataLoader], seed: int) -> None:
+def reseed(loaders: dict[str, DeviceLoader], seed: int) -> None:
     """Same seed, same batches: a trial or fine-tune does not depend on what ran before it."""
     torch.manual_seed(seed)
     loaders["train"].generator.manual_seed(seed)
@@ -48,6 +66,8 @@ def make_backend(recipe: Recipe) -> hw_backends.Backend:
 
 def prepare_output_dir(recipe: Recipe) -> Path:
     """Create the output directory; refuse to resume a study made by an incompatible recipe.
+
+    Several workers may call this at once (under the job's lock): files are replaced atomically.
 
     Raises:
         RecipeError: The folder holds a study made with other search-affecting settings.
@@ -63,27 +83,6 @@ def prepare_output_dir(recipe: Recipe) -> Path:
             raise RecipeError(f"output_dir {str(out)!r} holds a study made with different {', '.join(changed)} settings; "
                               f"set output_dir to a new folder (or delete this one) to start over")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.yaml").write_text(dump_recipe(recipe))
-    stamp.write_text(json.dumps({"search_affecting": current}, indent=1, default=str))
+    write_text_atomic(dump_recipe(recipe), out / "recipe.yaml")
+    write_text_atomic(json.dumps({"search_affecting": current}, indent=1, default=str), stamp)
     return out
-
-
-def check_storage(recipe: Recipe) -> None:
-    """Fail before anything is written when ``search.storage`` is no usable database URL.
-
-    Raises:
-        RecipeError: The URL does not parse or names a database driver that is not installed.
-    """
-    url = recipe.search.storage
-    if url is None:
-        return
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        make_url(url).get_dialect()
-    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RecipeError(f"search.storage={url!r} is not a usable database URL ({first}); give an SQLAlchemy URL "
-                          f"such as sqlite:///study.db or postgresql+psycopg://user@host/db, or null for "
-                          f"output_dir/study.db") from None

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from brevitas_amed.quant.policy import MAX_BITS, MIN_BITS
+from brevitas_amed.training.device import check_device_spec
 
 BIT_RANGE = (MIN_BITS, MAX_BITS)
 
@@ -106,7 +107,8 @@ class HardwareConfig(_Section):
 class SearchConfig(_Section):
     sampler: Literal["amed", "tpe", "nsga2", "random"] = "amed"
     trials: int = Field(120, ge=1)
-    storage: Optional[str] = Field(None, description="Optuna storage URL (default: sqlite file in output_dir)")
+    storage: Optional[str] = Field(None, description="Optuna storage: an SQLAlchemy URL (sqlite:///..., "
+                                   "postgresql+psycopg://...) or journal:PATH (default: sqlite file in output_dir)")
     study_name: Optional[str] = None
     warmup_epochs: int = Field(3, ge=0, description="shared-weight QAT at random bits before the search")
     temperature_start: float = Field(0.02, gt=0, description="amed: initial temperature, in quality-score units")
@@ -174,6 +176,8 @@ class Recipe(_Section):
     seed: int = 0
     output_dir: str = Field("runs/digits", min_length=1)
     threads: Optional[int] = Field(1, ge=1, description="torch threads; 1 is fastest for small models, null = all cores")
+    device: str = Field("auto", description="auto (first CUDA device, else CPU), cpu, cuda or cuda:N; export and "
+                                            "QONNX checks always run on the CPU")
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
     quantization: QuantizationConfig = QuantizationConfig()
@@ -182,6 +186,11 @@ class Recipe(_Section):
     quality: QualityConfig = QualityConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     export: ExportConfig = ExportConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device_spec(value)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Recipe":
@@ -200,7 +209,7 @@ class Recipe(_Section):
         The seed, model, data, quantization, hardware and quality sections, and the search settings
         that shape each trial's accuracy (shared-weight epochs, adaptation steps and rate, evaluation
         batches). Everything else (trial budget, sampler, temperatures, storage, fine-tuning, export,
-        threads, data loader workers, the latency cache) may change between runs.
+        threads, device, data loader workers, the latency cache) may change between runs.
         """
         return self.model_dump(include={"seed": True, "model": True, "data": True, "quantization": True,
                                         "hardware": True, "quality": True,

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 import warnings
+from collections import Counter
 from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
 
+from brevitas_amed.job.checkpoints import output_lock
 from brevitas_amed.job.context import Job
 from brevitas_amed.job.inputs import reseed
 from brevitas_amed.job.progress import Progress
 from brevitas_amed.job.records import Candidate
+from brevitas_amed.job.storage import has_heartbeat, make_storage
 from brevitas_amed.quant import Knob
 from brevitas_amed.search import AMEDSampler, GeometricAnnealing, ModelSizeLimit
+from brevitas_amed.training.device import out_of_memory_advice
 from brevitas_amed.training.loops import evaluate, train
 
 log = logging.getLogger("brevitas_amed")
@@ -68,23 +75,10 @@ def make_sampler(job: Job) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=recipe.seed)
 
 
-def storage_url(job: Job) -> str:
-    return job.recipe.search.storage or f"sqlite:///{(job.out / 'study.db').resolve()}"
-
-
-def make_storage(job: Job) -> optuna.storages.BaseStorage:
-    """The study's RDB storage with Optuna's heartbeat: a trial whose worker died (no heartbeat for
-    twice ``search.heartbeat_s``) is failed by the next worker's ``optimize`` and retried once."""
-    beat = job.recipe.search.heartbeat_s
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
-        return optuna.storages.RDBStorage(storage_url(job), heartbeat_interval=beat, grace_period=2 * beat,
-                                          heartbeat_stale_trial_callback=retry)
-
-
-def open_study(job: Job, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
-    return optuna.create_study(storage=make_storage(job), study_name=job.recipe.search.study_name or job.recipe.name,
+def open_study(job: Job, sampler: optuna.samplers.BaseSampler | None = None,
+               storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    return optuna.create_study(storage=storage or make_storage(job.recipe, job.out),
+                               study_name=job.recipe.search.study_name or job.recipe.name,
                                directions=["maximize", "minimize"], sampler=sampler or make_sampler(job),
                                load_if_exists=True)
 
@@ -102,17 +96,22 @@ def estimate_accuracy(job: Job, knob_bits: dict[str, int], seed: int) -> float:
     return evaluate(q, job.loaders["val"], s.eval_batches)
 
 
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
 def make_objective(job: Job) -> Callable[[optuna.Trial], tuple[float, float]]:
     params = search_params(job)
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
+        trial.set_user_attr("worker", f"{WORKER} {job.device}")
         knob_bits = {knob_name(p): trial.suggest_categorical(p, choices) for p, choices in params.items()}
         size = job.size_bits(knob_bits)
         latency = job.latency.cycles(knob_bits)
         trial.set_user_attr("size_bits", size)
         trial.set_user_attr("latency_cycles", latency)
         job.quality.check_size(size)  # over the limit: pruned before any accuracy is computed
-        accuracy = estimate_accuracy(job, knob_bits, job.recipe.seed + trial.number)
+        with out_of_memory_advice(f"trial {trial.number}", job.device, job.recipe.data.batch_size):
+            accuracy = estimate_accuracy(job, knob_bits, job.recipe.seed + trial.number)
         trial.set_user_attr("quality", job.quality.score(accuracy, latency))
         return accuracy, float(latency)
 
@@ -124,35 +123,101 @@ def best_quality(study: optuna.Study) -> float | None:
     return max(values) if values else None
 
 
-def run_search(job: Job, progress: Progress) -> optuna.Study:
-    """Run the study until ``search.trials`` trials are complete or pruned (resuming a stored one)."""
-    recipe = job.recipe
+def counts(study: optuna.Study) -> Counter:
+    """Trials of the study by state."""
+    return Counter(t.state for t in study.get_trials(deepcopy=False))
+
+
+def budget_left(study: optuna.Study, trials: int) -> int:
+    """Trials still to start: the budget less finished trials and those running now (in any
+    worker). Workers that start at the same moment may overshoot it by one trial each."""
+    n = counts(study)
+    return trials - n[TrialState.COMPLETE] - n[TrialState.PRUNED] - n[TrialState.RUNNING]
+
+
+def run_search(job: Job, progress: Progress, settle: bool = True) -> optuna.Study:
+    """Run the study until ``search.trials`` trials are complete or pruned (resuming a stored one),
+    sharing the budget with every other worker on the same storage.
+
+    Args:
+        settle: Then wait for other workers' running trials (or for their heartbeat to lapse) and
+            run what is still missing, so the study is complete for fine-tuning. A worker that
+            only searches (``--join``) does not settle.
+    """
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported below, in one line
-    study = open_study(job)
+    storage = make_storage(job.recipe, job.out)
+    with output_lock(job.out, "opening the study"):  # one worker creates it and enqueues the start
+        study = open_study(job, storage=storage)
+        if not study.trials:
+            study.enqueue_trial({p: max(c) for p, c in search_params(job).items()})  # uniform max bits
+    search_pass(job, study, progress)
+    if settle and has_heartbeat(storage):
+        beat = job.recipe.search.heartbeat_s
+        wait_for_running(study, beat)
+        if budget_left(study, job.recipe.search.trials) > 0:  # retried or failed trials of other workers
+            search_pass(job, study, progress)
+            wait_for_running(study, beat)
+    return study
+
+
+def wait_for_running(study: optuna.Study, heartbeat_s: float, poll_s: float = 1.0) -> None:
+    """Until no trial runs: live workers finish theirs; a dead worker's trial is failed (and its
+    parameters queued again) once its heartbeat lapses.
+
+    A trial whose worker died before its first heartbeat is never failed by Optuna; so the wait
+    ends, with a warning, once every running trial has run ten times as long as a typical
+    completed one (plus ten heartbeats). Such a trial is left as it is, never failed here.
+    """
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if not running:
+            return
+        durations = sorted(t.duration.total_seconds() for t in trials if t.state == TrialState.COMPLETE and t.duration)
+        patience = 10 * (durations[len(durations) // 2] if durations else 0) + 10 * heartbeat_s
+        now = time.time()
+        if all(now - t.datetime_start.timestamp() > patience for t in running):
+            log.warning("trials %s have run for over %.0f s; going on without them", [t.number for t in running],
+                        patience)
+            return
+        time.sleep(poll_s)
+
+
+def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
+    """This worker's trials: until the shared budget is spent, at most the trials missing now."""
+    recipe = job.recipe
     objective, params = make_objective(job), search_params(job)
-    done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    if not study.trials:
-        study.enqueue_trial({p: max(c) for p, c in params.items()})  # the chain starts at uniform max bits
+    n = counts(study)
+    done = n[TrialState.COMPLETE] + n[TrialState.PRUNED]
     remaining = max(0, recipe.search.trials - done)
-    log.info("search: %s sampler, %d trials done, %d to run (%d searchable knobs)", recipe.search.sampler, done,
-             remaining, len(params))
-    if not remaining:
-        return study
+    log.info("search: %s sampler, %d trials done, %d running, %d to run (%d searchable knobs)", recipe.search.sampler,
+             done, n[TrialState.RUNNING], remaining, len(params))
+    if budget_left(study, recipe.search.trials) <= 0:
+        return
     mine: list[int] = []
 
     def tracked(trial: optuna.Trial) -> tuple[float, float]:
         mine.append(trial.number)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except (RuntimeError, ValueError) as exc:  # its reason, for the log line and trials.json
+            trial.set_user_attr("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+            raise
 
     with progress(remaining, f"search ({recipe.search.sampler})") as bar:
         def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             bar.update(1)
             if trial.state == TrialState.FAIL:
-                reason = trial.system_attrs.get("fail_reason", "unknown error").strip().splitlines()[-1]
-                log.warning("trial %d failed and counts as a rejected move: %s", trial.number, reason)
+                log.warning("trial %d failed and counts as a rejected move: %s", trial.number,
+                            trial.user_attrs.get("error", "unknown error"))
             best = best_quality(study)
             if best is not None:
                 bar.set_postfix_str(f"best Q {best:.4f}")
+            if budget_left(study, recipe.search.trials) <= 0:
+                study.stop()  # the other workers' running trials complete the budget
 
         try:
             study.optimize(tracked, n_trials=remaining, timeout=recipe.search.timeout_s, callbacks=[tick],
@@ -163,7 +228,6 @@ def run_search(job: Job, progress: Progress) -> optuna.Study:
             for number in mine:
                 study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
             raise
-    return study
 
 
 # --- candidates ----------------------------------------------------------------------------------

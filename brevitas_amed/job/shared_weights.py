@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import random
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from brevitas_amed.job.checkpoints import load_or_none, save_atomic
 from brevitas_amed.job.progress import Progress
 from brevitas_amed.job.recipe import Recipe
 from brevitas_amed.quant import QuantizedModel, QuantPolicy, calibrate, quantize
+from brevitas_amed.training.device import model_device
 from brevitas_amed.training.loops import random_bits_sampler, train
+
+log = logging.getLogger("brevitas_amed")
 
 FILE = "shared_quant.pt"
 
@@ -31,14 +35,18 @@ def shared_quantized_model(recipe: Recipe, fmodel: nn.Module, train_loader, out:
 
     The first run calibrates, trains ``search.warmup_epochs`` epochs at random bits every batch
     (one-shot: all widths share the weights) and saves ``out/shared_quant.pt``; later runs load it.
+    Both models end on ``fmodel``'s device (the graph is rewritten on the CPU).
     """
     q = recipe.quantization
-    qmodel = quantize(fmodel, policy_of(recipe))
+    device = model_device(fmodel)
+    qmodel = quantize(fmodel.cpu(), policy_of(recipe)).to(device)
+    fmodel.to(device)
     path = out / FILE
     state = load_or_none(path)
     if state is not None:
         calibrate(qmodel, train_loader, max_batches=1)  # create scale parameters, then overwrite them
         qmodel.load_state_dict(state)
+        log.info("shared weights: loaded %s", path)
     else:
         torch.manual_seed(recipe.seed)
         calibrate(qmodel, train_loader, max_batches=q.calibration_batches, train_mode=True)
@@ -49,4 +57,5 @@ def shared_quantized_model(recipe: Recipe, fmodel: nn.Module, train_loader, out:
                       bit_sampler=random_bits_sampler(qmodel, random.Random(recipe.seed)), progress=bar)
         qmodel.set_uniform(max(q.weight_bits), max(q.act_bits))
         save_atomic(qmodel.state_dict(), path)
+        log.info("shared weights: made %s", path)
     return qmodel.eval(), copy.deepcopy(qmodel.state_dict())

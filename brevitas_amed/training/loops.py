@@ -10,14 +10,18 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from brevitas_amed.training.device import model_device, to_device
+
 
 def evaluate(model: nn.Module, loader: Iterable, max_batches: Optional[int] = None) -> float:
-    """Top-1 accuracy in [0, 1] (eval mode; restores the previous mode)."""
+    """Top-1 accuracy in [0, 1] (eval mode; restores the previous mode), on the model's device."""
     was_training = model.training
     model.eval()
+    device = model_device(model)
     correct = total = 0
     with torch.no_grad():
         for x, y in itertools.islice(loader, max_batches):
+            x, y = to_device((x, y), device)
             correct += (model(x).argmax(dim=1) == y).sum().item()
             total += y.numel()
     model.train(was_training)
@@ -50,7 +54,8 @@ def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, target
 def train(model: nn.Module, loader: DataLoader, epochs: int = 1, lr: float = 1e-3, steps: Optional[int] = None,
           teacher: Optional[nn.Module] = None, temperature: float = 2.0, bit_sampler=None,
           progress=None) -> None:
-    """Train with Adam and a cosine schedule, for ``epochs`` or exactly ``steps`` batches.
+    """Train with Adam and a cosine schedule, for ``epochs`` or exactly ``steps`` batches, on the
+    model's device (batches are moved there; a :class:`DeviceLoader` already delivers them there).
 
     Args:
         teacher: Distil from this model's logits when given.
@@ -66,9 +71,11 @@ def train(model: nn.Module, loader: DataLoader, epochs: int = 1, lr: float = 1e-
     model.train()
     if teacher is not None:
         teacher.eval()
+    device = model_device(model)
     done = 0
     while done < total:
         for x, y in loader:
+            x, y = to_device((x, y), device)
             if bit_sampler is not None:
                 bit_sampler()
             logits = model(x)

@@ -56,6 +56,8 @@ BAD_RECIPES = [
     ("search:\n  trials: 3.0\n", [], ["search.trials", "valid integer"]),
     ("finetune:\n  distill: 1\n", [], ["finetune.distill", "valid boolean"]),
     ("search:\n  storage: 'notadb://x'\n", [], ["search.storage='notadb://x'", "not a usable database URL"]),
+    ("search:\n  storage: 'journal:'\n", [], ["search.storage='journal:'", "give the journal file"]),
+    ("device: gpu\n", [], ["device: device must be auto, cpu, cuda or cuda:N", "'gpu'"]),
     ("model:\n  name: os:system\n", [], ["model 'os:system'", "takes num_classes"]),
     ("quality:\n  size_limit_kb: 1\n", [], ["quality.size_limit_kb=1", "smallest allocation"]),
     (None, ["search.trials"], ["--set", "key=value"]),

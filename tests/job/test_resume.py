@@ -1,16 +1,22 @@
 """Interrupted jobs as users interrupt them: kill -9 in the search and in fine-tuning, Ctrl-C, a
-truncated checkpoint; each followed by a rerun that finishes with nothing lost or redone."""
+truncated checkpoint, a run moved from a GPU to a CPU; each followed by a rerun that finishes with
+nothing lost or redone."""
 
 from __future__ import annotations
 
 import json
 import signal
+import struct
 import time
+import zipfile
+from pathlib import Path
 
 import optuna
 import pytest
+import torch
 
 from brevitas_amed.job.run import run
+from brevitas_amed.training.device import cuda_count
 from tests.job.tiny import cli_process, completed, copy_run, tiny_recipe, trials_of, wait_for
 
 pytestmark = pytest.mark.slow
@@ -92,3 +98,32 @@ def test_rerun_reloads_the_float_model_and_shared_weights(finished, tmp_path):
     again = run(tiny_recipe(out), progress=None)
     assert {n: (out / n).stat().st_mtime_ns for n in stamps} == stamps
     assert again.float_accuracy.test == first["float_accuracy"]["test"]
+
+
+def retag(path: Path, location: str = "cuda:0") -> None:
+    """Make a checkpoint read as one saved from ``location``, as a run on a GPU writes it."""
+    with zipfile.ZipFile(path) as src:
+        entries = [(info, src.read(info.filename)) for info in src.infolist()]
+    old = b"X" + struct.pack("<I", 3) + b"cpu"
+    new = b"X" + struct.pack("<I", len(location)) + location.encode()
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
+        for info, data in entries:
+            if info.filename.endswith("/data.pkl"):
+                assert old in data
+                data = data.replace(old, new)
+            dst.writestr(info, data)
+
+
+def test_checkpoints_saved_on_a_gpu_resume_on_the_cpu(finished, tmp_path):
+    out = copy_run(finished, tmp_path / "run")
+    names = ("float_model.pt", "shared_quant.pt", "models/uniform-8.pt")
+    for name in names:
+        retag(out / name)
+    if not cuda_count():  # the files really are CUDA checkpoints: a plain load refuses them here
+        with pytest.raises(RuntimeError, match="on a CUDA device"):
+            torch.load(out / "float_model.pt", weights_only=True)
+    stamps = {n: (out / n).stat().st_mtime_ns for n in names}
+    again = run(tiny_recipe(out, "device=auto"), progress=None)  # on a GPU where there is one: the reverse
+    assert {n: (out / n).stat().st_mtime_ns for n in names} == stamps  # loaded, not made again
+    before = json.loads((finished / "summary.json").read_text())["float_accuracy"]["test"]
+    assert abs(again.float_accuracy.test - before) <= 2 / 360  # same weights (a GPU may round one image)

@@ -29,18 +29,21 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
-def cli_process(out: Path, *extra: str, cwd: Path) -> subprocess.Popen:
-    """``brevitas-amed recipe -q`` with the tiny settings in a real process."""
-    args = [sys.executable, "-m", "brevitas_amed", "recipe", "-q"]
-    for item in TINY + [f"output_dir={out}", *extra]:
+def cli_process(out: Path, *extra: str, cwd: Path, flags: tuple[str, ...] = ("-q",), log: Path | None = None,
+                tiny: list[str] = TINY) -> subprocess.Popen:
+    """``brevitas-amed recipe -q`` (or other ``flags``) with the tiny settings in a real process;
+    stderr goes to ``log`` when given (readable while the process runs)."""
+    args = [sys.executable, "-m", "brevitas_amed", "recipe", *flags]
+    for item in tiny + [f"output_dir={out}", *extra]:
         args += ["--set", item]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    stderr = subprocess.PIPE if log is None else open(log, "w")
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env, cwd=cwd)
 
 
-def trials_of(out: Path, name: str = "digits") -> list[optuna.trial.FrozenTrial]:
+def trials_of(out: Path, name: str = "digits", storage: "str | optuna.storages.BaseStorage | None" = None) -> list[optuna.trial.FrozenTrial]:
     try:
-        return optuna.load_study(study_name=name, storage=f"sqlite:///{out / 'study.db'}").trials
+        return optuna.load_study(study_name=name, storage=storage or f"sqlite:///{out / 'study.db'}").trials
     except Exception:  # the study does not exist yet
         return []
 
@@ -52,7 +55,8 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
         if condition():
             return
         if proc.poll() is not None:
-            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+            err = proc.stderr.read()[-2000:] if proc.stderr else ""
+            raise AssertionError(f"process ended early ({proc.returncode}): {err}")
         time.sleep(0.5)
     proc.kill()
     raise AssertionError("condition not reached in time")
