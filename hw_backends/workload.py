@@ -3,6 +3,14 @@
 A :class:`Workload` is what every hardware backend consumes: the conv and linear layers of a
 network in execution order, with the shapes a systolic-array simulator needs and the names of the
 bit knobs (weights, input activations) that control each layer's precision.
+
+What is costed, the same way by every backend: convolutions of any grouping (depthwise and
+grouped ones run as ``groups`` independent convolutions), including the 1x1 convolutions of
+squeeze-and-excitation blocks, and linear layers. Elementwise and data-movement operations
+(activations and their lookup tables, residual adds, the squeeze-and-excitation product,
+concatenation, chunk/split, channel shuffle, pooling, BatchNorm folded into requantization) are
+free: they are not layers of a workload, as in SCALE-Sim, whose systolic array runs only matrix
+products, and FINN, which fuses them into the thresholds and data movers around each layer.
 """
 
 from __future__ import annotations

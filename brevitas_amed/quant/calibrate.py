@@ -55,6 +55,10 @@ def calibrate(qmodel: QuantizedModel, data, max_batches: int = 8, train_mode: bo
     norms = {n: m for n, m in qmodel.named_modules() if isinstance(m, _BATCH_NORMS) and m.track_running_stats}
     bn_state = {n: (m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
                 for n, m in norms.items()}
+    # Brevitas' calibration mode saves and restores each quantizer's ``observer_only`` flag per
+    # proxy; a quantizer shared by two proxies (the inputs of a concatenation) is saved after the
+    # first proxy has set it, and stays an observer that no longer quantizes. Restore it here.
+    observers = {m: m.observer_only for m in qmodel.modules() if hasattr(m, "observer_only")}
     was_training = qmodel.training
     qmodel.train(train_mode)
     try:
@@ -64,6 +68,8 @@ def calibrate(qmodel: QuantizedModel, data, max_batches: int = 8, train_mode: bo
             for x in input_batches(data, max_batches):
                 qmodel(x)
     finally:
+        for module, flag in observers.items():
+            module.observer_only = flag
         for n, (mean, var, count) in bn_state.items():
             norms[n].running_mean.copy_(mean)
             norms[n].running_var.copy_(var)

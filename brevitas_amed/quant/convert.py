@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 
-from torch import nn
+import torch
+from torch import fx, nn
 
 from brevitas.graph.quantize import preprocess_for_quantize
 from brevitas.graph.quantize import quantize as brevitas_quantize
@@ -18,11 +19,15 @@ from brevitas.graph.quantize import quantize as brevitas_quantize
 from brevitas_amed.quant.knobs import find_knobs
 from brevitas_amed.quant.model import QuantizedModel
 from brevitas_amed.quant.policy import LayerPolicy, QuantPolicy
-from brevitas_amed.quant.quantizers import (COMPUTE_LAYERS, QUANT_ACT_MAP, QUANT_IDENTITY_MAP, SUPPORTED_MODULES,
-                                            compute_layer_map)
+from brevitas_amed.quant.quantizers import (COMPUTE_LAYERS, QUANT_ACT_MAP, QUANT_IDENTITY_MAP, REMOVED_MODULE_NAMES,
+                                            SUPPORTED_MODULES, compute_layer_map)
 from brevitas_amed.quant.status import disable_quantization
 
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+# Tensor methods a QuantTensor lacks, run as the torch functions they equal (which Brevitas
+# evaluates on the dequantized values; each part is requantized where it is used).
+_METHODS_AS_FUNCTIONS = {"chunk": torch.chunk, "split": torch.split, "tensor_split": torch.tensor_split,
+                         "unbind": torch.unbind}
 
 
 class UnsupportedModuleError(TypeError):
@@ -34,6 +39,8 @@ def check_supported(model: nn.Module) -> None:
     for path, module in model.named_modules():
         if path == "" or isinstance(module, _CONTAINERS):
             continue
+        if type(module).__name__ in REMOVED_MODULE_NAMES:
+            continue  # identity at inference; preprocess_for_quantize takes it out
         if isinstance(module, SUPPORTED_MODULES):
             if isinstance(module, nn.Conv2d) and isinstance(module.padding, str):
                 raise UnsupportedModuleError(f"module {path!r} (Conv2d) uses padding={module.padding!r}; use integer padding")
@@ -51,8 +58,9 @@ def quantize(model: nn.Module, policy: QuantPolicy | None = None) -> QuantizedMo
     training or evaluating.
 
     Args:
-        model: Conv/linear/BN/ReLU/ReLU6/pooling network, residual adds allowed
-            (torchvision ResNets and MobileNetV2 included).
+        model: A CNN of conv/linear/BN/pooling layers with ReLU, ReLU6, SiLU, Hardswish, Sigmoid
+            or Hardsigmoid activations, residual adds, concatenations, squeeze-and-excitation
+            products, chunk/split and channel shuffles (every torchvision classification CNN).
         policy: Allowed bits and first/last-layer treatment (default :class:`QuantPolicy`).
 
     Returns:
@@ -72,6 +80,7 @@ def quantize(model: nn.Module, policy: QuantPolicy | None = None) -> QuantizedMo
     except Exception as exc:  # torch.fx tracing errors are long; keep the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"cannot trace the model for quantization ({first}); avoid data-dependent control flow in forward") from exc
+    methods_to_functions(graph)
     qgraph = brevitas_quantize(graph, QUANT_IDENTITY_MAP, compute_layer_map(policy.per_channel_weights), QUANT_ACT_MAP)
     found = find_knobs(qgraph, policy.weight_bits, policy.act_bits)
     missing = set(float_layers) - set(found.layers)
@@ -80,6 +89,22 @@ def quantize(model: nn.Module, policy: QuantPolicy | None = None) -> QuantizedMo
     qmodel = QuantizedModel(qgraph, policy, found.knobs, found.layers, found.layer_knobs)
     apply_policy(qmodel, found.output_knob)
     return qmodel
+
+
+def methods_to_functions(graph: fx.GraphModule) -> None:
+    """Rewrite ``x.chunk(...)``/``x.split(...)`` calls as ``torch.chunk(x, ...)`` in place.
+
+    Brevitas' ``QuantTensor`` has no ``chunk`` method (ShuffleNetV2 fails with
+    ``'IntQuantTensor' object has no attribute 'chunk'``); as a torch function the call runs on
+    the dequantized value and Brevitas' graph quantizer requantizes each part before its use.
+    """
+    changed = False
+    for node in graph.graph.nodes:
+        if node.op == "call_method" and node.target in _METHODS_AS_FUNCTIONS:
+            node.op, node.target = "call_function", _METHODS_AS_FUNCTIONS[node.target]
+            changed = True
+    if changed:
+        graph.recompile()
 
 
 def apply_policy(qmodel: QuantizedModel, output_knob: str | None) -> None:

@@ -1,9 +1,11 @@
 """Bit knobs: which quantizers share one run-time bit width, found by analysing the graph.
 
 One knob drives each compute layer's weights (named after the layer) and one each group of
-activation quantizers (``act:<module>``). Activation quantizers are grouped by union-find:
-those sharing one bit-width module, and those whose outputs meet at a residual add (an integer
-add needs one scale and one bit width on both inputs).
+activation quantizers (``act:<module>``; ``act:<module>.input_quant`` for the input quantizer of a
+lookup-table activation such as SiLU). Activation quantizers are grouped by union-find: those
+sharing one bit-width module, and those whose outputs meet at a residual add or a concatenation
+(an integer add or concatenation needs one scale and one bit width on all its inputs). Every tie
+is recorded on the knob (:attr:`Knob.ties`) so that errors can name it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from brevitas.core.bit_width.const import BitWidthStatefulConst
 
 # Nodes an activation passes through unchanged in precision on its way into a compute layer.
 PASS_THROUGH_MODULES = (nn.MaxPool2d, nn.Dropout, nn.Identity, nn.Flatten)
-PASS_THROUGH_FUNCTIONS = {"flatten", "reshape", "view", "squeeze", "unsqueeze", "contiguous", "getitem"}
+PASS_THROUGH_FUNCTIONS = {"flatten", "reshape", "view", "squeeze", "unsqueeze", "contiguous", "getitem",
+                          "transpose", "permute"}
+INPUT_QUANT = "input_quant"
 
 
 @dataclasses.dataclass
@@ -37,6 +41,8 @@ class Knob:
         impl_paths: Paths under ``root`` of the bit-width modules (``BitWidthStatefulConst``).
         fixed: The bit width a policy pinned it to, or ``None`` when searchable.
         is_float: Quantization disabled by policy.
+        ties: Why its quantizers share one bit width (``"add 'add_3'"``, ``"cat 'cat_1'"``,
+            ``"shared quantizer"``); empty for a single quantizer.
     """
 
     name: str
@@ -48,6 +54,7 @@ class Knob:
     impl_paths: list[str] = dataclasses.field(repr=False)
     fixed: int | None = None
     is_float: bool = False
+    ties: list[str] = dataclasses.field(default_factory=list)
     # Brevitas rebuilds its quantizer modules when a state_dict is loaded, so resolved modules
     # are cached only until the next load (see forget_modules).
     _cache: list[nn.Module] | None = dataclasses.field(default=None, repr=False, compare=False)
@@ -99,6 +106,7 @@ class UnionFind:
 
     def __init__(self) -> None:
         self.parent: dict[str, str] = {}
+        self.reasons: list[tuple[str, str]] = []  # (member, why it joined another)
 
     def find(self, x: str) -> str:
         self.parent.setdefault(x, x)
@@ -107,10 +115,20 @@ class UnionFind:
             x = self.parent[x]
         return x
 
-    def union(self, a: str, b: str) -> None:
+    def union(self, a: str, b: str, reason: str = "") -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[rb] = ra
+        if reason:
+            self.reasons.append((a, reason))
+
+    def reasons_of(self, root: str) -> list[str]:
+        """The distinct reasons recorded for the members of ``root``'s set, in order."""
+        out: list[str] = []
+        for member, reason in self.reasons:
+            if self.find(member) == root and reason not in out:
+                out.append(reason)
+        return out
 
 
 def bit_width_impls(module: nn.Module, prefix: str = "") -> dict[str, nn.Module]:
@@ -131,7 +149,7 @@ def find_knobs(qgraph: fx.GraphModule, weight_bits: tuple[int, ...], act_bits: t
         The knobs, every one searchable (the policy pins some afterwards).
     """
     modules = dict(qgraph.named_modules(remove_duplicate=False))
-    act_points: dict[str, dict[str, nn.Module]] = {}  # module path -> its bit-width modules
+    act_points: dict[str, dict[str, nn.Module]] = {}  # quantizer point -> its bit-width modules
     layers: list[str] = []
     for node in qgraph.graph.nodes:
         if node.op != "call_module":
@@ -143,7 +161,12 @@ def find_knobs(qgraph: fx.GraphModule, weight_bits: tuple[int, ...], act_bits: t
             continue
         impls = bit_width_impls(module, node.target)
         if impls and node.target not in act_points:
-            act_points[node.target] = impls
+            # a lookup-table activation's input quantizer is a point of its own
+            inner = f"{node.target}.{INPUT_QUANT}"
+            inputs = {p: m for p, m in impls.items() if p.startswith(inner + ".")}
+            if inputs:
+                act_points[inner] = inputs
+            act_points[node.target] = {p: m for p, m in impls.items() if p not in inputs}
     groups = _group_act_points(qgraph, modules, act_points)
 
     knobs: dict[str, Knob] = {}
@@ -157,7 +180,7 @@ def find_knobs(qgraph: fx.GraphModule, weight_bits: tuple[int, ...], act_bits: t
     for root, paths in members.items():
         unique = {id(m): path for p in paths for path, m in act_points[p].items()}
         knobs[root_name[root]] = Knob(root_name[root], "act", paths, [], act_bits, root=qgraph,
-                                      impl_paths=list(unique.values()))
+                                      impl_paths=list(unique.values()), ties=groups.reasons_of(root))
 
     def act_knob(node) -> str | None:
         source = _act_source(node, modules)
@@ -183,22 +206,26 @@ def _group_act_points(qgraph: fx.GraphModule, modules, act_points: Mapping[str, 
     for path, impls in act_points.items():  # quantizers sharing one bit-width module are one knob
         for impl in impls.values():
             if id(impl) in by_impl:
-                groups.union(by_impl[id(impl)], path)
+                groups.union(by_impl[id(impl)], path, "shared quantizer")
             by_impl.setdefault(id(impl), path)
-    for node in qgraph.graph.nodes:  # inputs of one add share one knob
-        if _is_add(node):
+    for node in qgraph.graph.nodes:  # inputs of one add or concatenation share one knob
+        kind = _joining_kind(node)
+        if kind is not None:
             sources = [s for arg in node.all_input_nodes if (s := _act_source(arg, modules)) is not None]
             for s in sources[1:]:
-                groups.union(sources[0], s)
+                groups.union(sources[0], s, f"{kind} {node.name!r}")
     return groups
 
 
-def _is_add(node: fx.Node) -> bool:
+def _joining_kind(node) -> str | None:
+    """``"add"`` or ``"cat"`` for a node whose inputs must share one scale and bit width."""
     if node.op == "call_function":
-        return node.target in (operator.add, operator.iadd, torch.add)
-    return node.op == "call_method" and node.target in ("add", "add_")
-
-
+        if node.target in (operator.add, operator.iadd, torch.add):
+            return "add"
+        return "cat" if node.target is torch.cat else None
+    if node.op == "call_method" and node.target in ("add", "add_"):
+        return "add"
+    return None
 def _execution_order(knobs: Mapping[str, Knob], layers: list[str], layer_knobs) -> list[str]:
     names: list[str] = []
     for layer in layers:
@@ -224,6 +251,9 @@ def _act_source(node, modules) -> str | None:
                 return node.target
             if not isinstance(module, PASS_THROUGH_MODULES):
                 return None
+        elif _joining_kind(node) == "cat":
+            node = node.all_input_nodes[0]  # the inputs of a concatenation are tied to one knob
+            continue
         elif node.op in ("call_function", "call_method"):
             name = getattr(node.target, "__name__", str(node.target))
             if name not in PASS_THROUGH_FUNCTIONS:

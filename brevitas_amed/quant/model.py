@@ -112,9 +112,10 @@ class QuantizedModel(nn.Module):
                     continue
                 self._check_value(self.knobs[knob_name], value, f"layer {layer!r} {side} bits")
                 if knob_name in knob_bits and knob_bits[knob_name] != value:
+                    ties = ", ".join(self.knobs[knob_name].ties) or "a common input"
                     raise ValueError(
                         f"layers {origin[knob_name]!r} and {layer!r} share activation knob {knob_name!r} "
-                        f"(a residual add or a common input) but got {knob_bits[knob_name]} and {value} bits")
+                        f"(tied by: {ties}) but got {knob_bits[knob_name]} and {value} bits")
                 knob_bits[knob_name], origin[knob_name] = value, layer
         self.set_knob_bits(knob_bits)
 

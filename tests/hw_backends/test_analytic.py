@@ -77,3 +77,19 @@ def _timed(backend, workload, bits, time) -> float:
     for _ in range(100):
         backend.latency(workload, bits)
     return (time.perf_counter() - start) / 100
+
+
+@pytest.mark.parametrize("profile", ["scalesim", "eyeriss", "lowmem"])
+def test_grouped_and_squeeze_excitation_layers_are_costed(profile):
+    """RegNet/ResNeXt grouped convs cost ``groups`` convolutions of one group; the 1x1 convs of a
+    squeeze-and-excitation block on a 1x1 map cost what a linear layer of that shape costs."""
+    backend = hw_backends.get("analytic", profile=profile)
+    grouped = Layer("grouped", "conv", 32, 32, 8, 8, 3, 3, 1, 1, 1, 1, groups=4)
+    one_group = Layer("one_group", "conv", 8, 8, 8, 8, 3, 3, 1, 1, 1, 1)
+    se_fc = Layer("se_fc", "conv", 48, 12, 1, 1)
+    linear = Layer("linear", "linear", 48, 12)
+    wl = hw_backends.Workload("edge", (grouped, one_group, se_fc, linear))
+    for bits in ((8, 8), (4, 2)):
+        cost = backend.latency(wl, wl.uniform_bits(*bits)).per_layer
+        assert cost["grouped"].cycles == 4 * cost["one_group"].cycles > 0
+        assert cost["se_fc"].cycles == cost["linear"].cycles > 0

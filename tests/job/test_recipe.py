@@ -20,7 +20,7 @@ def test_digits_yaml_is_the_built_in_default():
     assert load_recipe(REPO / "recipes" / "digits.yaml") == Recipe() == load_recipe(None)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"])
 def test_imagenet_recipes_validate(name):
     recipe = load_recipe(REPO / "recipes" / f"{name}.yaml")
     assert recipe.model.name == name and recipe.data.name == "imagefolder"

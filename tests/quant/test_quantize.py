@@ -165,10 +165,10 @@ def test_unknown_knob_and_policy_errors(qdigits):
         QuantPolicy(first_layer="half")
 
 
-class _WithSigmoid(nn.Module):
+class _WithGelu(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sigmoid())
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU())
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
@@ -176,8 +176,8 @@ class _WithSigmoid(nn.Module):
 
 
 def test_unsupported_module_names_path_and_type():
-    with pytest.raises(UnsupportedModuleError, match=r"'body.1' of type Sigmoid"):
-        quantize(_WithSigmoid())
+    with pytest.raises(UnsupportedModuleError, match=r"'body.1' of type GELU"):
+        quantize(_WithGelu())
 
 
 def test_quantize_leaves_float_model_untouched(trained_digits_cnn):
