@@ -75,5 +75,5 @@ def check_storage(recipe: Recipe) -> None:
     except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RecipeError(f"search.storage={url!r} is not a usable database URL ({first}); give an SQLAlchemy URL "
-                          f"such as sqlite:///study.db or postgresql+psycopg://user@host/db, journal:PATH for "
+                          f"such as sqlite:////abs/path/study.db or postgresql+psycopg://user@host/db, journal:PATH for "
                           f"Optuna's journal file, or null for output_dir/study.db") from None

@@ -2,8 +2,9 @@
 
 Categorical, integer and stepped float distributions become index grids (categorical choices in
 the order given). A float distribution without a step becomes a continuous coordinate in
-``[0, 1]``: its value scaled linearly, or its logarithm for ``log=True``, so the chain's
-reference measure is the one Optuna's ``RandomSampler`` draws from.
+``[0, 1]``: its value scaled linearly, or its logarithm for ``log=True``, so for floats the
+chain's reference measure is the one Optuna's ``RandomSampler`` draws from (grids, log-scaled
+int grids included, are uniform).
 """
 
 from __future__ import annotations

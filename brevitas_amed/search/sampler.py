@@ -38,8 +38,10 @@ class AMEDSampler(BaseSampler):
     reflected at the bounds, which keeps the proposal symmetric; the walk's scale adapts
     towards a 0.44 acceptance rate during the first ``adaptation_moves`` decisions on such
     moves and is fixed after them. A proposal moves between one and ``max_coordinates``
-    parameters of any kinds; the chain targets ``exp(-E / T)`` relative to the distribution
-    ``RandomSampler`` draws from. Other parameters come from ``independent_sampler``.
+    parameters of any kinds; the chain targets ``exp(-E / T)`` relative to the uniform measure on
+    each grid and on each (log-)scaled float range (a log-scaled int grid counts as uniform,
+    where ``RandomSampler`` draws it log-uniformly). Other parameters come from
+    ``independent_sampler``.
 
     The chain works on the energy ``-score``, where ``score`` is the scalarised trial values to
     be maximised. States whose energy is known from finished trials are moved through inside the
