@@ -7,6 +7,10 @@ Usage::
     backend = hw_backends.get("scalesim", profile="eyeriss")  # or a path to a profile YAML
     report = backend.latency(workload, bits)                  # bits: {layer: (weight_bits, act_bits)}
     report.cycles, report.seconds, report.per_layer[name].cycles
+
+Every backend reports the monotone envelope (fewer bits are never slower) and, with finite
+bandwidth, includes the DRAM fill before the first cycle (see :mod:`hw_backends.base`); the
+precision models are in :mod:`hw_backends.precision`.
 """
 
 from hw_backends.analytic import AnalyticBackend

@@ -4,6 +4,17 @@ A backend answers ``latency(workload, bits)`` through three layers, all owned he
 every ``(layer, bits)`` already answered, a memo of every simulated spec, and (unless the backend
 opts out) the persistent :class:`~hw_backends.cache.LatencyCache`. A subclass only computes the
 specs that miss all three, in :meth:`Backend.simulate_specs`.
+
+Two rules apply to every backend's answers, here and nowhere else:
+
+* **Preload.** With finite bandwidth SCALE-Sim fills the active half of its read buffers before
+  its cycle 0; that fill is added to the layer's cycles (and stalls), so no layer is faster than
+  its own data can arrive (:func:`~hw_backends.scalesim_memory.preload_cycles`).
+* **Monotone envelope.** The latency at ``(w, a)`` is the smallest raw latency over every
+  ``(w' >= w, a' >= a)``: hardware that runs ``w'``-bit weights runs ``w``-bit ones too, so fewer
+  bits are never slower, even where the simulator is off by a few cycles (SCALE-Sim in finite
+  bandwidth is not monotone by itself). The first request for a pair computes the raw cost of
+  every pair above it; memo and caches make later requests lookups.
 """
 
 from __future__ import annotations
@@ -15,12 +26,19 @@ import itertools
 from typing import Any, ClassVar, Hashable, Iterable, Iterator, Mapping
 
 from hw_backends.cache import LatencyCache, cache_key
-from hw_backends.precision import SimJob, check_bits, simulation_job
+from hw_backends.folding import folding
+from hw_backends.precision import MAX_BITS, SimJob, SimSpec, check_bits, simulation_job
 from hw_backends.profile import load_profile
 from hw_backends.report import LatencyReport, LayerLatency
+from hw_backends.scalesim_memory import preload_cycles
 from hw_backends.workload import Layer, Workload
 
 Bits = Mapping[str, tuple[int, int]]
+
+
+def dominating(weight_bits: int, act_bits: int) -> list[tuple[int, int]]:
+    """Every ``(w', a')`` with ``w' >= weight_bits`` and ``a' >= act_bits``, the pair itself first."""
+    return [(w, a) for w in range(weight_bits, MAX_BITS + 1) for a in range(act_bits, MAX_BITS + 1)]
 
 
 class Backend(abc.ABC):
@@ -52,6 +70,7 @@ class Backend(abc.ABC):
         self.profile = self.read_profile(profile)
         self.cache = LatencyCache.from_option(cache)
         self._memo: dict[tuple[Layer, tuple[int, int]], LayerLatency] = {}
+        self._raw: dict[tuple[Layer, tuple[int, int]], LayerLatency] = {}
         self._results: dict[Hashable, LayerLatency] = {}
 
     def __repr__(self) -> str:
@@ -180,27 +199,71 @@ class Backend(abc.ABC):
         """
 
     def _resolve(self, requests: list[tuple[Layer, tuple[int, int]]], progress: bool) -> None:
-        """Compute every ``(layer, bits)`` not yet in the memo, each distinct spec once."""
+        """Cost every ``(layer, bits)`` not yet in the memo: the monotone envelope of the raw costs.
+
+        The cost at ``(w, a)`` is the cheapest raw cost over every ``(w' >= w, a' >= a)``: a
+        faster mode for more bits can always run fewer bits (values are sign- or zero-extended),
+        so the reported latency never increases as bits drop, whatever the simulator does.
+        """
+        wanted = []
+        for layer, combo in requests:
+            if (layer, combo) not in self._memo:
+                wanted.append((layer, check_bits(layer.name, combo)))
+        if not wanted:
+            return
         jobs: dict[tuple[Layer, tuple[int, int]], SimJob] = {}
         labels: dict[Hashable, str] = {}
-        for layer, combo in requests:
-            if (layer, combo) in self._memo:
-                continue
-            weight_bits, act_bits = check_bits(layer.name, combo)
-            job = self.plan(layer, weight_bits, act_bits)
-            jobs[(layer, combo)] = job
-            labels.setdefault(job.spec, f"{layer.name} (w{weight_bits}/a{act_bits})")
-        if not jobs:
-            return
-        results = self._read_through(labels, progress)
+        for layer, (weight_bits, act_bits) in wanted:
+            for combo in dominating(weight_bits, act_bits):
+                if (layer, combo) not in self._raw and (layer, combo) not in jobs:
+                    jobs[(layer, combo)] = job = self.plan(layer, *combo)
+                    labels.setdefault(job.spec, f"{layer.name} (w{combo[0]}/a{combo[1]})")
+        results = self.spec_results(labels, progress) if labels else {}
         for key, job in jobs.items():
-            one = results[job.spec]
-            self._memo[key] = dataclasses.replace(
+            one = self.preloaded(job.spec, results[job.spec])
+            self._raw[key] = dataclasses.replace(
                 one, cycles=one.cycles * job.repeats, stall_cycles=one.stall_cycles * job.repeats,
                 simulations=job.repeats)
+        for layer, combo in wanted:
+            self._memo[(layer, combo)] = min((self._raw[(layer, c)] for c in dominating(*combo)),
+                                             key=lambda cost: cost.cycles)
 
-    def _read_through(self, specs: Mapping[Hashable, str], progress: bool) -> dict[Hashable, LayerLatency]:
-        """One run of each spec: from memory, else the persistent cache, else :meth:`simulate_specs`."""
+    def preloaded(self, spec: Hashable, one: LayerLatency) -> LayerLatency:
+        """One run's cost with the DRAM fill SCALE-Sim does before its cycle 0 added.
+
+        Only for :class:`SimSpec` specs with finite bandwidth; anything else is returned as is.
+
+        Args:
+            spec: The spec that was run.
+            one: Its raw result (see :meth:`spec_results`).
+
+        Returns:
+            The result with the preload in its cycles and stall cycles.
+        """
+        if not isinstance(spec, SimSpec):
+            return one
+        extra = preload_cycles(spec, folding(spec, self.profile), self.profile)
+        if not extra:
+            return one
+        cycles = one.cycles + extra
+        return dataclasses.replace(one, cycles=cycles, stall_cycles=one.stall_cycles + extra,
+                                   utilization=one.utilization * one.cycles / cycles)
+
+    def spec_results(self, specs: Mapping[Hashable, str], progress: bool = False) -> dict[Hashable, LayerLatency]:
+        """One raw run of each spec: from memory, else the persistent cache, else :meth:`simulate_specs`.
+
+        Raw means as the simulator reports it: no preload, no envelope, no ``repeats``.
+
+        Args:
+            specs: ``{spec: label}`` (the label names a layer needing the spec, for errors).
+            progress: Show a progress bar while simulating.
+
+        Returns:
+            ``{spec: LayerLatency}``.
+
+        Raises:
+            SimulationError: If a spec cannot be computed.
+        """
         todo = [spec for spec in specs if spec not in self._results]
         if todo and self.cache is not None:
             keys = {cache_key(self.cache_namespace, spec.key()): spec for spec in todo}

@@ -1,22 +1,39 @@
 """From a layer, its bits and a profile to the 8-bit convolution a simulator runs.
 
-SCALE-Sim has no notion of precision: one 8-bit word per value, one MAC per PE per cycle. The
-precision models make bits matter in two documented ways, chosen per profile:
+SCALE-Sim has no notion of precision: one 8-bit word per value, one MAC per PE per cycle. A
+precision model says what one *simulated element* of each operand holds, and so how many of them
+the profile's SRAM bytes and DRAM bytes per cycle hold. Each effect of low bits is counted once.
 
-``bitfusion`` (precision-scalable PEs, Bit Fusion style)
-    One PE does ``floor(8/a) * floor(8/w)`` low-bit MACs per cycle: it fuses ``floor(8/a)``
-    input channels of the reduction and ``floor(8/w)`` output channels. The layer is simulated
-    with ``Cin' = ceil(Cin/floor(8/a))`` and ``Cout' = ceil(Cout/floor(8/w))`` (per group for
-    grouped convolutions). Bits 5..8 run as 8, 3 as 4; a depthwise layer (one channel per group)
-    gains nothing because its reduction lies inside one channel.
-``packing`` (memory packing, fixed 8-bit MAC array)
-    b-bit values are packed ``8/b`` per byte, so an operand's SRAM capacity and DRAM bandwidth in
-    elements scale by ``8/b``: ifmap SRAM and bandwidth by the activation bits, filter SRAM and
-    bandwidth by the weight bits. Outputs leave the array as 8-bit words (they are requantized on
-    the next layer's input side), so the ofmap side is unchanged. Only changes latency with finite
-    bandwidth (profiles with ``dram.mode: user``).
-``bitfusion+packing``
-    Both at once.
+Compute (``bitfusion`` in the profile's ``precision``: precision-scalable PEs, Bit Fusion style)
+    A PE is built of 2-bit BitBricks: it does ``fa * fw`` MACs per cycle with
+    ``fa = floor(8/max(a, 2))`` and ``fw = floor(8/max(w, 2))``. Bit Fusion's smallest unit is 2
+    bits, so 1-bit operands compute as 2-bit ones; bits 5..8 run as 8 and 3 as 4. The layer is
+    simulated with ``Cin' = ceil(Cin/fa)`` and ``Cout' = ceil(Cout/fw)`` (per group), so one
+    simulated input channel holds ``Cin/Cin'`` real ones and one simulated filter ``Cout/Cout'``
+    real filters. A depthwise layer (one channel per group) gains nothing: ``Cin/Cin' = 1``.
+    Without ``bitfusion`` both ratios are 1.
+Memory (``packing``: values stored densely at their own width)
+    A b-bit value takes b bits in SRAM and on the DRAM interface: 8/b per byte, 3-bit values
+    8/3 per byte, 1-bit values 8 per byte (memory has no BitBrick). Without ``packing`` a value
+    takes a byte whatever its bits.
+Outputs
+    Leave the array as 8-bit words (they are requantized on the next layer's input side).
+
+So one simulated element takes ``(Cin/Cin') * sa`` bits (ifmap), ``(Cin/Cin') * (Cout/Cout') * sw``
+bits (filter) and ``(Cout/Cout') * 8`` bits (ofmap), with ``sa``, ``sw`` the stored bits of one
+activation and one weight. Each operand's SRAM capacity and DRAM bandwidth in elements are its
+bytes (bytes per cycle) times 8 over those bits, rounded down. Each effect is counted once:
+fusion packs what it fuses (and no more), packing packs the rest. On ``lowmem`` (16 KB SRAMs,
+8 B/cycle) a 512->512 layer at w8/a2 has 4 activations per input element (8 bits: 16,384
+elements, 8 a cycle) and 4 weights per filter element (32 bits: 4,096 elements, 2 a cycle), so
+the weight bytes moved are those of 8-bit weights, as they must be; at w3/a3 an input element
+is 6 bits (21,845 elements, 10 a cycle), a filter element 12 bits; a depthwise layer at a2 gains
+no compute from fusion but stores 4 activations per byte.
+
+Every layer's DRAM floor, the cycles to read each weight and input byte once through the
+interface (:func:`dram_floor_cycles`), bounds the latency from below: SCALE-Sim fills the active
+half of each read buffer before its cycle 0, and the backends add that preload
+(:func:`hw_backends.scalesim_memory.preload_cycles`) so that no layer is reported faster than its own data can arrive.
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ from hw_backends.workload import Layer
 MIN_BITS = 1
 MAX_BITS = 8
 WORD_BITS = 8
+BITBRICK_BITS = 2  # Bit Fusion's smallest unit: 1-bit operands compute as 2-bit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,13 +117,60 @@ def check_bits(layer_name: str, bits: object) -> tuple[int, int]:
 
 
 def fused_factor(bits: int) -> int:
-    """Low-bit operations one 8-bit lane holds: ``floor(8/bits)``."""
-    return WORD_BITS // bits
+    """Low-bit operands one 8-bit Bit Fusion lane holds: ``floor(8/max(bits, 2))``.
+
+    Bit Fusion's BitBricks are 2 bits wide, so 1-bit operands run as 2-bit ones.
+    """
+    return WORD_BITS // max(bits, BITBRICK_BITS)
 
 
-def packed_elements(words: float, bits: int) -> int:
-    """Elements of ``bits`` width that fit in ``words`` 8-bit words."""
-    return max(1, math.floor(words * WORD_BITS / bits))
+@dataclasses.dataclass(frozen=True)
+class ElementBits:
+    """What one simulated element of each operand holds (see the module docstring).
+
+    Attributes:
+        channels / filters: ``Cin'`` and ``Cout'`` per group after fusion.
+        per_input / per_output: Real input (output) channels one simulated channel holds:
+            ``Cin_g / Cin'`` and ``Cout_g / Cout'`` (1 without ``bitfusion``; at most ``fa``, ``fw``).
+        ifmap / filter / ofmap: Bits of memory one simulated input, filter and output element takes.
+    """
+
+    channels: int
+    filters: int
+    per_input: float
+    per_output: float
+    ifmap: float
+    filter: float
+    ofmap: float
+
+
+def element_bits(layer: Layer, profile: Profile, weight_bits: int, act_bits: int) -> ElementBits:
+    """How many real values and bits one simulated element holds, for this layer, profile and bits.
+
+    Args:
+        layer: The layer (its channels per group decide how much fusion packs).
+        profile: The hardware profile (its ``precision``).
+        weight_bits: Weight bits (already validated).
+        act_bits: Input-activation bits (already validated).
+
+    Returns:
+        The :class:`ElementBits`.
+    """
+    channels, filters = layer.in_channels // layer.groups, layer.out_channels // layer.groups
+    fused_channels, fused_filters = channels, filters
+    if profile.uses_bitfusion:
+        fused_channels = math.ceil(channels / fused_factor(act_bits))
+        fused_filters = math.ceil(filters / fused_factor(weight_bits))
+    stored_a, stored_w = (act_bits, weight_bits) if profile.uses_packing else (WORD_BITS, WORD_BITS)
+    per_input, per_output = channels / fused_channels, filters / fused_filters
+    return ElementBits(channels=fused_channels, filters=fused_filters, per_input=per_input,
+                       per_output=per_output, ifmap=per_input * stored_a,
+                       filter=per_input * per_output * stored_w, ofmap=per_output * WORD_BITS)
+
+
+def packed_elements(words: float, bits: float) -> int:
+    """Elements of ``bits`` width that fit in ``words`` 8-bit words (at least 1)."""
+    return max(1, math.floor(words * WORD_BITS / bits + 1e-9))
 
 
 def simulation_job(layer: Layer, profile: Profile, weight_bits: int, act_bits: int) -> SimJob:
@@ -125,24 +190,47 @@ def simulation_job(layer: Layer, profile: Profile, weight_bits: int, act_bits: i
     Returns:
         The :class:`SimJob` whose cycles times ``repeats`` is the layer's cost.
     """
-    channels = layer.in_channels // layer.groups
-    filters = layer.out_channels // layer.groups
-    if profile.uses_bitfusion:
-        channels = math.ceil(channels / fused_factor(act_bits))
-        filters = math.ceil(filters / fused_factor(weight_bits))
-    w_bits, a_bits = (weight_bits, act_bits) if profile.uses_packing else (WORD_BITS, WORD_BITS)
+    bits = element_bits(layer, profile, weight_bits, act_bits)
     sram, dram = profile.sram, profile.dram
     spec = SimSpec(
         ifmap_h=(layer.out_h - 1) * layer.stride_h + layer.kernel_h,
         ifmap_w=(layer.out_w - 1) * layer.stride_w + layer.kernel_w,
         filter_h=layer.kernel_h, filter_w=layer.kernel_w,
-        channels=channels, num_filters=filters,
+        channels=bits.channels, num_filters=bits.filters,
         stride_h=layer.stride_h, stride_w=layer.stride_w,
-        ifmap_sram=packed_elements(sram.ifmap_kb * 1024, a_bits),
-        filter_sram=packed_elements(sram.filter_kb * 1024, w_bits),
-        ofmap_sram=packed_elements(sram.ofmap_kb * 1024, WORD_BITS),
-        ifmap_bw=packed_elements(dram.ifmap_words_per_cycle, a_bits),
-        filter_bw=packed_elements(dram.filter_words_per_cycle, w_bits),
-        ofmap_bw=dram.ofmap_words_per_cycle,
+        ifmap_sram=packed_elements(sram.ifmap_kb * 1024, bits.ifmap),
+        filter_sram=packed_elements(sram.filter_kb * 1024, bits.filter),
+        ofmap_sram=packed_elements(sram.ofmap_kb * 1024, bits.ofmap),
+        ifmap_bw=packed_elements(dram.ifmap_words_per_cycle, bits.ifmap),
+        filter_bw=packed_elements(dram.filter_words_per_cycle, bits.filter),
+        ofmap_bw=packed_elements(dram.ofmap_words_per_cycle, bits.ofmap),
     )
     return SimJob(spec=spec, repeats=layer.groups)
+
+
+def dram_floor_cycles(layer: Layer, profile: Profile, weight_bits: int, act_bits: int) -> int:
+    """Cycles to read every weight and input byte of ``layer`` once through the DRAM interface.
+
+    Values are counted at their stored width (their own bits with ``packing``, a byte
+    otherwise); the ifmap and filter interfaces run in parallel, so the floor is the
+    slower of the two. Padding is not read, and rows and columns the convolution skips (a
+    stride that does not divide the input) are not counted.
+
+    Args:
+        layer: The layer.
+        profile: The hardware profile.
+        weight_bits: Weight bits (already validated).
+        act_bits: Input-activation bits (already validated).
+
+    Returns:
+        ``max(ceil(input bytes / ifmap B/cycle), ceil(weight bytes / filter B/cycle))``.
+    """
+    bits = element_bits(layer, profile, weight_bits, act_bits)
+    stored_a, stored_w = bits.ifmap / bits.per_input, bits.filter / (bits.per_input * bits.per_output)
+    rows = max(1, min(layer.in_h, (layer.out_h - 1) * layer.stride_h + layer.kernel_h - layer.pad_h))
+    cols = max(1, min(layer.in_w, (layer.out_w - 1) * layer.stride_w + layer.kernel_w - layer.pad_w))
+    input_bits = layer.in_channels * rows * cols * stored_a
+    weight_bits_total = layer.weight_count * stored_w
+    dram = profile.dram
+    return max(math.ceil(input_bits / (WORD_BITS * dram.ifmap_words_per_cycle)),
+               math.ceil(weight_bits_total / (WORD_BITS * dram.filter_words_per_cycle)))

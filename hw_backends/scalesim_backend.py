@@ -20,8 +20,10 @@ from hw_backends.errors import SimulationError, SimulationTimeout
 from hw_backends.precision import SimSpec
 from hw_backends.profile import Profile
 from hw_backends.report import LayerLatency
+from hw_backends.scalesim_memory import prefetch_count
 
 DEFAULT_TIMEOUT_S = 3600.0
+DEFAULT_MAX_PREFETCHES = 2000
 
 
 class ScaleSimBackend(Backend):
@@ -38,24 +40,33 @@ class ScaleSimBackend(Backend):
             no persistent cache.
         workers: Simulations run at once (default: the machine's CPU count).
         timeout_s: Longest a single convolution may simulate before :class:`SimulationTimeout`.
+        max_prefetches: Refuse (with :class:`SimulationError`) a convolution on which SCALE-Sim's
+            read buffers would make more DRAM prefetches than this, as predicted by
+            :func:`~hw_backends.scalesim_memory.prefetch_count`; ``None`` for no limit. SCALE-Sim
+            grows its traces by concatenation: memory grows with the count, time with its square.
 
     Raises:
         ProfileError: If the profile cannot be loaded.
-        ValueError: If ``workers`` or ``timeout_s`` is not positive or the cache URL is invalid.
+        ValueError: If ``workers``, ``timeout_s`` or ``max_prefetches`` is not positive or the
+            cache URL is invalid.
     """
 
     name = "scalesim"
     version = "1"
 
     def __init__(self, profile: "str | Path | Profile" = "scalesim", cache: "str | LatencyCache | bool | None" = None,
-                 workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+                 workers: int | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 max_prefetches: int | None = DEFAULT_MAX_PREFETCHES) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        if max_prefetches is not None and max_prefetches < 1:
+            raise ValueError(f"max_prefetches must be at least 1 (or None for no limit), got {max_prefetches}")
         if not timeout_s > 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         super().__init__(profile, cache)
         self.workers = workers or os.cpu_count() or 1
         self.timeout_s = float(timeout_s)
+        self.max_prefetches = max_prefetches
 
     @functools.cached_property
     def cache_namespace(self) -> tuple[str, ...]:
@@ -69,9 +80,9 @@ class ScaleSimBackend(Backend):
             SimulationError: The first failure, after every other job has finished.
         """
         context = _context()
-        pending = list(specs.items())
+        errors = [self._refusal(spec, label) for spec, label in specs.items() if self._too_long(spec)]
+        pending = [(spec, label) for spec, label in specs.items() if not self._too_long(spec)]
         running: dict[Connection, tuple[multiprocessing.Process, SimSpec, float]] = {}
-        errors: list[SimulationError] = []
         bar = tqdm(total=len(pending), disable=not progress, unit="sim",
                    desc=f"SCALE-Sim {self.profile.name}")
         try:
@@ -100,6 +111,18 @@ class ScaleSimBackend(Backend):
                 process.kill()
         if errors:
             raise errors[0]
+
+    def _too_long(self, spec: SimSpec) -> bool:
+        return self.max_prefetches is not None and prefetch_count(spec, self.profile) > self.max_prefetches
+
+    def _refusal(self, spec: SimSpec, label: str) -> SimulationError:
+        count = prefetch_count(spec, self.profile)
+        return SimulationError(
+            f"SCALE-Sim would make {count:,} DRAM prefetches on layer {label} with profile "
+            f"{self.profile.name!r} (its read buffers re-read a whole stream whenever a demand falls "
+            f"behind their window; its traces would take hours and gigabytes); use the 'analytic' "
+            f"backend, which replays that memory system, or pass max_prefetches={count} or None",
+            layer=label, profile=self.profile.name)
 
     def _reap_overdue(self, running: dict, jobs: Mapping[SimSpec, str]) -> list[SimulationError]:
         now = time.monotonic()

@@ -10,6 +10,8 @@ import pytest
 
 import hw_backends
 from hw_backends import Layer, Workload, load_profile
+from hw_backends.base import dominating
+from hw_backends.precision import simulation_job
 
 CONFIG = """[general]
 run_name = parity
@@ -102,14 +104,17 @@ def _entries(url: str) -> int:
 
 @pytest.mark.slow
 def test_cache_miss_then_hit_across_instances(cache_url, small_workload):
-    bits = small_workload.uniform_bits(4, 4)
+    bits = small_workload.uniform_bits(8, 4)
     first = hw_backends.get("scalesim", profile="lowmem", cache=cache_url, workers=2).latency(small_workload, bits)
-    assert _entries(cache_url) == len(small_workload)
+    lowmem = load_profile("lowmem")  # the envelope simulates w8 at a4..a8; packing makes each distinct
+    specs = {simulation_job(layer, lowmem, *pair).spec for layer in small_workload for pair in dominating(8, 4)}
+    assert _entries(cache_url) == len(specs) > len(small_workload)
     # A timeout no simulation could meet: the second instance can only answer from the cache.
     warm = hw_backends.get("scalesim", profile="lowmem", cache=cache_url, timeout_s=1e-9)
     assert warm.latency(small_workload, bits) == first
+    assert warm.latency(small_workload, small_workload.uniform_bits(8, 8)).cycles >= first.cycles
     with pytest.raises(hw_backends.SimulationTimeout):
-        warm.latency(small_workload, small_workload.uniform_bits(8, 8))
+        warm.latency(small_workload, small_workload.uniform_bits(4, 8))
 
 
 def test_bitfusion_dedupes_on_the_simulated_shape(cache_url):
@@ -188,3 +193,14 @@ def test_bits_accept_lists_and_numpy_ints(small_workload):
     as_numpy = {name: (np.int64(4), np.int64(2)) for name in small_workload.names}
     assert backend.latency(small_workload, as_lists).cycles == expected
     assert backend.latency(small_workload, as_numpy).cycles == expected
+
+
+def test_refuses_a_layer_whose_prefetches_would_explode():
+    """512->512 3x3 at 7x7 on lowmem: SCALE-Sim's filter buffer would re-read its whole weight
+    stream about 280,000 times; the backend says so at once instead of running for days."""
+    workload = Workload("w", (Layer("late", "conv", 512, 512, 7, 7, 3, 3, 1, 1, 1, 1),))
+    backend = hw_backends.get("scalesim", profile="lowmem", cache=False)
+    with pytest.raises(hw_backends.SimulationError, match=r"prefetches on layer late .*'lowmem'.*'analytic'"):
+        backend.latency(workload, workload.uniform_bits(8, 8))
+    with pytest.raises(ValueError, match="max_prefetches"):
+        hw_backends.get("scalesim", profile="lowmem", max_prefetches=0)
