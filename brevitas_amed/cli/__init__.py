@@ -13,7 +13,7 @@ import logging
 import sys
 import warnings
 
-COMMANDS = ("recipe", "compare", "report", "latency", "backends")
+COMMANDS = ("recipe", "compare", "report", "latency", "backends", "finn")
 
 
 def _quiet_dependencies() -> None:
