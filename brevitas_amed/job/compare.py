@@ -10,13 +10,14 @@ import logging
 import time
 from pathlib import Path
 
+import optuna
 from matplotlib.figure import Figure
 
 from brevitas_amed.job.context import Job, build_job
 from brevitas_amed.job.finetune import finetune_and_export
 from brevitas_amed.job.progress import Progress, tqdm_progress
 from brevitas_amed.job.recipe import Recipe
-from brevitas_amed.job.records import Candidate, Comparison
+from brevitas_amed.job.records import Candidate, Comparison, SearchCompute
 from brevitas_amed.job.report import finish_latency_plot, qonnx_check
 from brevitas_amed.job.search import pareto_candidates, run_search, uniform_candidates
 
@@ -68,23 +69,39 @@ def strategy_candidates(job: Job, method: str) -> list[Candidate]:
             for i, bits in enumerate(allocations)]
 
 
-def candidates_of(job: Job, method: str, progress: Progress) -> list[Candidate]:
+def candidates_of(job: Job, method: str, progress: Progress) -> tuple[list[Candidate], SearchCompute]:
+    """A method's candidates and what finding them cost."""
     if method in SEARCH_METHODS:
         sjob = search_job(job, method)
-        return pareto_candidates(sjob, run_search(sjob, progress))
+        study = run_search(sjob, progress)
+        return pareto_candidates(sjob, study), study_compute(method, study)
     if method == "uniform":
-        return uniform_candidates(job)
-    return strategy_candidates(job, method)
+        return uniform_candidates(job), SearchCompute(method, None, 0.0)
+    started = time.time()
+    candidates = strategy_candidates(job, method)
+    return candidates, SearchCompute(method, None, time.time() - started)
+
+
+def study_compute(method: str, study: optuna.Study) -> SearchCompute:
+    """Finished trials, their summed duration and the distinct allocations they evaluated."""
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    seconds = sum(t.duration.total_seconds() for t in done if t.duration is not None)
+    distinct = {tuple(sorted(t.params.items())) for t in done}
+    return SearchCompute(method, len(done), seconds, len(distinct))
 
 
 def run_compare(recipe: Recipe, methods: list[str], progress: Progress | None = None) -> Comparison:
     """Run every method and write ``compare.json``, ``compare.md`` and ``compare.png``."""
     progress = progress or tqdm_progress()
     job = build_job(recipe, progress)
-    finals = [finetune_and_export(job, c, progress) for method in methods for c in candidates_of(job, method, progress)]
+    finals, compute = [], []
+    for method in methods:
+        candidates, spent = candidates_of(job, method, progress)
+        compute.append(spent)
+        finals += [finetune_and_export(job, c, progress) for c in candidates]
     result = Comparison(recipe=recipe.name, float_accuracy=job.float_accuracy,
                         uniform8_latency_cycles=job.reference_latency, backend=recipe.hardware.backend,
-                        profile=job.backend.profile.name, methods=methods, finals=finals)
+                        profile=job.backend.profile.name, methods=methods, finals=finals, compute=compute)
     out = Path(job.out)
     (out / "compare.json").write_text(json.dumps(result.to_dict(), indent=1))
     (out / "compare.md").write_text(compare_markdown(result))
@@ -106,13 +123,21 @@ def compare_plot(result: Comparison, path: Path) -> Path:
 
 
 def compare_markdown(result: Comparison) -> str:
+    """The table of every method's fine-tuned models, each beside the search compute that found it."""
     fa = result.float_accuracy.test
+    spent = {c.method: c for c in result.compute}
     lines = [f"# {result.recipe}: methods compared", "",
              f"float test accuracy {100 * fa:.2f}%, uniform 8-bit latency {result.uniform8_latency_cycles:,} cycles "
-             f"({result.backend}/{result.profile})", "",
-             "| method | model | test acc (%) | Δ vs float (pt) | latency vs 8-bit | size (KB) | QONNX |",
-             "|---|---|---|---|---|---|---|"]
+             f"({result.backend}/{result.profile}). Search compute: the method's finished trials (distinct "
+             "allocations) and seconds (summed trial durations; a strategy's wall time); fine-tuning, the same for "
+             "every method, is not counted.", "",
+             "| method | model | test acc (%) | Δ vs float (pt) | latency vs 8-bit | size (KB) | QONNX "
+             "| search trials | search time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for f in sorted(result.finals, key=lambda f: (result.methods.index(f.method), f.latency_ratio)):
+        c = spent.get(f.method)
+        trials = "-" if c is None or c.trials is None else f"{c.trials} ({c.evaluations})"
         lines.append(f"| {f.method} | {f.label} | {100 * f.test_accuracy:.2f} | {100 * (f.test_accuracy - fa):+.2f} "
-                     f"| {f.latency_ratio:.3f} | {f.size_bits / 8192:.1f} | {qonnx_check(f)} |")
+                     f"| {f.latency_ratio:.3f} | {f.size_bits / 8192:.1f} | {qonnx_check(f)} "
+                     f"| {trials} | {'-' if c is None else f'{c.seconds:.1f}'} |")
     return "\n".join(lines + ["", "![compare](compare.png)", ""])

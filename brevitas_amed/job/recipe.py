@@ -111,8 +111,14 @@ class SearchConfig(_Section):
                                    "postgresql+psycopg://...) or journal:PATH (default: sqlite file in output_dir)")
     study_name: Optional[str] = None
     warmup_epochs: int = Field(3, ge=0, description="shared-weight QAT at random bits before the search")
-    temperature_start: float = Field(0.02, gt=0, description="amed: initial temperature, in quality-score units")
-    temperature_end: float = Field(0.001, gt=0, description="amed: final temperature, reached at the last trial")
+    temperature_unit: Literal["noise", "score"] = Field(
+        "noise", description="amed: temperatures in units of one trial's accuracy noise (the binomial standard "
+                             "error of the accuracy threshold over the evaluated validation images) or of the score")
+    temperature_start: float = Field(2.0, gt=0, description="amed: initial temperature (see temperature_unit)")
+    temperature_end: float = Field(0.5, gt=0, description="amed: final temperature, reached at the last trial")
+    reevaluate_after: Optional[int] = Field(3, ge=1, description="amed: after this many rejected trials in a row, "
+                                                                 "re-evaluate the current state (null: never)")
+    max_evaluations: int = Field(3, ge=1, description="amed: most evaluations of one state re-evaluation asks for")
     adapt_steps: int = Field(10, ge=0, description="per-trial QAT steps at the proposed bits")
     adapt_lr: float = Field(1e-3, gt=0)
     eval_batches: Optional[int] = Field(None, ge=1, description="validation batches per trial (default all)")

@@ -127,6 +127,25 @@ class Summary(Results):
 
 
 @dataclasses.dataclass
+class SearchCompute:
+    """What one method of ``compare`` spent finding its candidates (fine-tuning, the same for every
+    method, is not counted).
+
+    Attributes:
+        method: The method.
+        trials: Finished trials of its study (searches), ``None`` for strategies and uniform bits.
+        seconds: Searches: the summed duration of those trials (what a resumed run does not
+            repeat); strategies: wall time of ``propose``; uniform bits: 0.
+        evaluations: Distinct allocations the trials evaluated (searches), ``None`` otherwise.
+    """
+
+    method: str
+    trials: Optional[int]
+    seconds: float
+    evaluations: Optional[int] = None
+
+
+@dataclasses.dataclass
 class Comparison(Results):
     """Every method on one recipe: ``compare.json``."""
 
@@ -137,4 +156,11 @@ class Comparison(Results):
     profile: str
     methods: list[str]
     finals: list[FinalModel]
+    compute: list[SearchCompute] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Comparison":
+        result = super().from_dict(data)
+        result.compute = [SearchCompute(**c) for c in data.get("compute", [])]  # absent before 0.3
+        return result
 

@@ -20,7 +20,7 @@ from brevitas_amed.job.progress import Progress
 from brevitas_amed.job.records import Candidate
 from brevitas_amed.job.storage import has_heartbeat, make_storage
 from brevitas_amed.quant import Knob
-from brevitas_amed.search import AMEDSampler, GeometricAnnealing, ModelSizeLimit
+from brevitas_amed.search import AMEDSampler, GeometricAnnealing, ModelSizeLimit, binomial_noise
 from brevitas_amed.training.device import out_of_memory_advice
 from brevitas_amed.training.loops import evaluate, train
 
@@ -61,13 +61,32 @@ def size_constraint(job: Job) -> ModelSizeLimit | None:
     return job.quality.size_constraint(moved, offset_bits=offset)
 
 
+def evaluation_noise(job: Job) -> float:
+    """One trial's accuracy noise: the binomial standard error of the accuracy threshold (the
+    float model's validation accuracy without one) over the validation images a trial evaluates.
+    Above the threshold it is the noise of the quality score too."""
+    batches = job.recipe.search.eval_batches
+    n = len(job.data.val) if batches is None else min(len(job.data.val), batches * job.recipe.data.batch_size)
+    accuracy = job.quality.accuracy_threshold
+    return binomial_noise(job.float_accuracy.val if accuracy is None else min(1.0, max(0.0, accuracy)), max(1, n))
+
+
+def temperatures(job: Job) -> tuple[float, float]:
+    """AMED's initial and final temperatures in quality-score units."""
+    s = job.recipe.search
+    unit = evaluation_noise(job) if s.temperature_unit == "noise" else 1.0
+    return s.temperature_start * unit, s.temperature_end * unit
+
+
 def make_sampler(job: Job) -> optuna.samplers.BaseSampler:
-    """The recipe's sampler, seeded; AMED maximises the quality score under the size limit."""
+    """The recipe's sampler, seeded; AMED maximises the quality score under the size limit,
+    re-evaluating a state the chain is stuck at (a lucky draw) and cooling relative to the noise."""
     recipe, s = job.recipe, job.recipe.search
     if s.sampler == "amed":
-        cooling = GeometricAnnealing(initial=s.temperature_start, final=s.temperature_end, n_trials=s.trials)
+        start, end = temperatures(job)
+        cooling = GeometricAnnealing(initial=start, final=end, n_trials=s.trials)
         return AMEDSampler(seed=recipe.seed, scalarization=job.quality, constraint=size_constraint(job),
-                           temperature=cooling)
+                           temperature=cooling, reevaluate_after=s.reevaluate_after, max_evaluations=s.max_evaluations)
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=recipe.seed, multivariate=True)
     if s.sampler == "nsga2":
@@ -85,7 +104,11 @@ def open_study(job: Job, sampler: optuna.samplers.BaseSampler | None = None,
 
 # --- the objective -------------------------------------------------------------------------------
 def estimate_accuracy(job: Job, knob_bits: dict[str, int], seed: int) -> float:
-    """Short QAT at the proposed bits from the shared weights, then validation accuracy."""
+    """Short QAT at the proposed bits from the shared weights, then validation accuracy.
+
+    A departure from AMED, whose chain trains one network's weights as it moves: every trial here
+    restarts from the shared weights (trained once at random bits), so a trial's accuracy depends
+    only on its bits and seed, parallel workers can share one study, and a rerun repeats it."""
     s = job.recipe.search
     q = job.qmodel
     q.load_state_dict(job.base_state)
@@ -149,7 +172,8 @@ def run_search(job: Job, progress: Progress, settle: bool = True) -> optuna.Stud
     with output_lock(job.out, "opening the study"):  # one worker creates it and enqueues the start
         study = open_study(job, storage=storage)
         if not study.trials:
-            study.enqueue_trial({p: max(c) for p, c in search_params(job).items()})  # uniform max bits
+            for params in start_allocations(job):
+                study.enqueue_trial(params)
     search_pass(job, study, progress)
     if settle and has_heartbeat(storage):
         beat = job.recipe.search.heartbeat_s
@@ -158,6 +182,21 @@ def run_search(job: Job, progress: Progress, settle: bool = True) -> optuna.Stud
             search_pass(job, study, progress)
             wait_for_running(study, beat)
     return study
+
+
+def start_allocations(job: Job) -> list[dict[str, int]]:
+    """The uniform allocations every study starts with, widest first (uniform max bits is always the
+    first): one per width while they take at most a tenth of the trial budget. AMED's chain starts at
+    the best of them, rather than walking down from 8 bits one step at a time; every sampler gets
+    the same ones, so the comparison stays fair."""
+    params = search_params(job)
+    widths = sorted({b for c in params.values() for b in c}, reverse=True)
+    picked: list[dict[str, int]] = []
+    for b in widths[:max(1, job.recipe.search.trials // 10)]:
+        uniform = {p: min(c, key=lambda x: (abs(x - b), -x)) for p, c in params.items()}
+        if uniform not in picked:
+            picked.append(uniform)
+    return picked
 
 
 def wait_for_running(study: optuna.Study, heartbeat_s: float, poll_s: float = 1.0) -> None:
@@ -197,6 +236,10 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
              done, n[TrialState.RUNNING], remaining, len(params))
     if budget_left(study, recipe.search.trials) <= 0:
         return
+    if recipe.search.sampler == "amed":
+        start, end = temperatures(job)
+        log.info("search: accuracy noise of one trial %.4f; temperature %.4g -> %.4g (score units)",
+                 evaluation_noise(job), start, end)
     mine: list[int] = []
 
     def tracked(trial: optuna.Trial) -> tuple[float, float]:

@@ -28,6 +28,8 @@ class ChainSettings:
     restart_after: int | None
     max_moves: int
     adaptation_moves: int
+    reevaluate_after: int | None = None
+    max_evaluations: int = 1
 
 
 class Chain:
@@ -130,6 +132,8 @@ class Chain:
                 proposal.log_u,
             )
             record.rejections_in_row = 0 if moved else record.rejections_in_row + 1
+            if not moved:
+                record.since_evaluation += 1
             self._adapt(own.state, state, moved)
         # The current state's energy is the mean of all its evaluations, re-evaluations included.
         energy = table.energy(record.state)
@@ -139,9 +143,9 @@ class Chain:
     def ask(self, trial_number: int, temperature: float, n_trials_seen: int) -> State:
         """The state trial ``trial_number`` should evaluate, stored as the record's proposal.
 
-        Restarts from the best known state if due, then moves through known states until a
-        proposal lands on one nobody evaluated yet; if none does, the trial re-evaluates the
-        current state.
+        Restarts from the best known state if due; re-evaluates the current state if that is
+        due (``reevaluate_after``); otherwise moves through known states until a proposal lands
+        on one nobody evaluated yet, and if none does, the trial re-evaluates the current state.
 
         Args:
             trial_number: The trial that will evaluate the state.
@@ -154,13 +158,32 @@ class Chain:
         """
         record = self.record
         self._maybe_restart()
-        record.proposal = self._walk(temperature)
-        if record.proposal.refresh:  # every move from here was rejected or known: a rejection too
-            record.rejections_in_row += 1
+        if self._reevaluation_due():
+            # A noisy objective: the current energy may be one lucky draw that rejects every move.
+            record.proposal = Proposal(record.state, 0.0, temperature, 0.0, refresh=True)
+            record.since_evaluation = 0
+            record.reevaluations += 1
+        else:
+            record.proposal = self._walk(temperature)
+            if record.proposal.refresh:  # every move from here was rejected or known: a rejection too
+                record.rejections_in_row += 1
         record.seq = self._table.max_seq + 1
         record.watermark = n_trials_seen - 1
         record.waiting = self._table.unfinished_up_to(record.watermark)
         return record.proposal.state
+
+    def _reevaluation_due(self) -> bool:
+        """Whether this trial re-evaluates the current state rather than proposing a move.
+
+        Due after ``reevaluate_after`` evaluated proposals in a row were rejected since the state
+        was entered or last re-evaluated, while the state has fewer than ``max_evaluations``
+        completed or running evaluations.
+        """
+        record, after = self.record, self._settings.reevaluate_after
+        if after is None or record.since_evaluation < after or math.isinf(record.energy):
+            return False
+        running = sum(1 for s in self._table.running_states() if s == record.state)
+        return self._table.evaluations(record.state) + running < self._settings.max_evaluations
 
     def _decide(
         self, state: State, energy: float, log_hastings: float, temperature: float, log_u: float

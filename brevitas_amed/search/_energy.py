@@ -107,6 +107,11 @@ class EnergyTable:
             return math.inf
         return None
 
+    def evaluations(self, state: State) -> int:
+        """Number of completed evaluations of a state with a finite energy."""
+        stats = self._stats.get(state)
+        return int(stats[1]) if stats is not None else 0
+
     def best(self, feasible: Callable[[State], bool]) -> tuple[State, float] | None:
         """The feasible known state of lowest finite energy, ``None`` if there is none."""
         finite = sorted((s[0] / s[1], state) for state, s in self._stats.items() if s[1])

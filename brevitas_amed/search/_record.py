@@ -30,7 +30,8 @@ class Proposal:
     """The state a trial evaluates and what decides its acceptance.
 
     ``refresh`` marks a re-evaluation of the chain's current state (every move landed on a
-    known state): it refines that state's energy and is no Metropolis-Hastings move.
+    known state, or a noisy current state was due for another evaluation): it refines that
+    state's mean energy and is no Metropolis-Hastings move.
     """
 
     state: State
@@ -51,6 +52,8 @@ class ChainRecord:
     the chain's first trial, from which the temperature schedule counts. ``stale`` counts the
     chain's own proposals that finished after the chain had left the state they were proposed
     from (the cost of parallel workers): they are kept as known energies, not as moves.
+    ``since_evaluation`` counts the evaluated proposals rejected since the current state was
+    entered or last re-evaluated; ``reevaluations`` the trials spent re-evaluating it for noise.
     """
 
     signature: str
@@ -65,6 +68,8 @@ class ChainRecord:
     restarts: int = 0
     stale: int = 0
     adapted: int = 0
+    since_evaluation: int = 0
+    reevaluations: int = 0
     scales: list[float] = dataclasses.field(default_factory=list)
     watermark: int = -1
     waiting: list[int] = dataclasses.field(default_factory=list)
@@ -97,6 +102,7 @@ class ChainRecord:
         """Make ``state`` the current state."""
         self.state = state
         self.energy = energy
+        self.since_evaluation = 0
 
 
 def write_record(study: Study, trial: FrozenTrial, record: ChainRecord) -> None:

@@ -9,7 +9,10 @@ Mathematics 2024, arXiv 2205.15437) of a bit allocation with accuracy ``a`` and 
 
 ``L_ref`` is the latency of the uniform 8-bit model, so ``L / L_ref`` is the fraction of the
 8-bit latency left and ``beta`` is the accuracy one would give for removing all of it. The
-penalty term is zero above the accuracy threshold and falls ever faster below it. A model over
+penalty term is zero above the accuracy threshold and below it grows with the shortfall:
+linearly at the default ``penalty_power`` of 1 (an exact penalty: the score drops by ``penalty``
+per unit of accuracy lost, so it falls steadily, not ever faster), and ever faster only for a
+``penalty_power`` above 1. A model over
 the size limit is not scored at all: :meth:`QualityScore.check_size` prunes its trial before the
 accuracy is computed, and :meth:`QualityScore.size_constraint` keeps the sampler from proposing
 it in the first place.
@@ -194,3 +197,27 @@ def _check(name: str, value: Any, in_range: Callable[[float], bool], allowed: st
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if not is_number or not math.isfinite(value) or not in_range(value):
         raise ValueError(f"`{name}` must be {allowed}, got {value!r}.")
+
+
+def binomial_noise(accuracy: float, n_samples: int) -> float:
+    """Standard error of an accuracy measured on ``n_samples`` examples: ``sqrt(a (1 - a) / n)``.
+
+    The noise scale of one evaluation of a trial's accuracy, and so of the quality score above
+    its threshold: differences smaller than this are as likely luck as signal. Temperatures of
+    :class:`~brevitas_amed.search.AMEDSampler` are best set as multiples of it.
+
+    Args:
+        accuracy: Accuracy in ``[0, 1]`` (for example the accuracy threshold of the score).
+        n_samples: Number of evaluated examples; at least 1.
+
+    Returns:
+        The standard error, in accuracy units; at least ``0.5 / n_samples`` (one half example),
+        so an accuracy of 0 or 1 still gives a positive scale.
+
+    Raises:
+        ValueError: If ``accuracy`` is outside ``[0, 1]`` or ``n_samples < 1``.
+    """
+    _check("accuracy", accuracy, lambda v: 0 <= v <= 1, "a float in [0, 1]")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"`n_samples` must be an int >= 1, got {n_samples!r}.")
+    return max(math.sqrt(accuracy * (1 - accuracy) / n_samples), 0.5 / n_samples)

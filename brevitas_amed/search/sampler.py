@@ -53,6 +53,13 @@ class AMEDSampler(BaseSampler):
     When every move lands on a known state, the trial re-evaluates the current state, which
     refines its mean energy.
 
+    For a noisy objective (an accuracy after a short, randomly batched adaptation), a state's
+    energy is the mean of its evaluations, and ``reevaluate_after`` makes the chain spend trials
+    on that mean: after that many evaluated proposals in a row were rejected, the next trial
+    re-evaluates the current state (until it has ``max_evaluations``). A state accepted on one
+    lucky draw then regresses to its mean instead of freezing the chain. Set the temperature
+    relative to the noise of one evaluation (see :func:`~brevitas_amed.search.binomial_noise`).
+
     The chain starts at the best feasible state of the finished trials, and its temperature
     schedule counts trials from that first step. Trials the chain did not propose (enqueued,
     added, run by another sampler, or the history of a study that switches to this sampler) are
@@ -110,6 +117,13 @@ class AMEDSampler(BaseSampler):
         max_moves_per_trial:
             Most moves made through known states while looking for a state to evaluate. When
             every proposal lands on a known state, the trial re-evaluates the current state.
+        reevaluate_after:
+            If given, after this many rejected evaluated proposals in a row at one state the next
+            trial re-evaluates that state; ``None`` never does (a deterministic objective gains
+            nothing from it).
+        max_evaluations:
+            Most evaluations (completed or running) of one state that ``reevaluate_after``
+            asks for.
         adaptation_moves:
             Number of decisions on moves of continuous parameters during which their random-walk
             scales adapt; ``0`` keeps the initial scale (a tenth of the scaled range).
@@ -133,6 +147,8 @@ class AMEDSampler(BaseSampler):
         restart_after: int | None = None,
         max_moves_per_trial: int = 1000,
         adaptation_moves: int = 100,
+        reevaluate_after: int | None = None,
+        max_evaluations: int = 3,
         independent_sampler: BaseSampler | None = None,
         seed: int | None = None,
     ) -> None:
@@ -146,10 +162,19 @@ class AMEDSampler(BaseSampler):
             raise ValueError(f"`adaptation_moves` must be an int >= 0, got {adaptation_moves!r}.")
         if restart_after is not None:
             _check_positive_int("restart_after", restart_after)
+        if reevaluate_after is not None:
+            _check_positive_int("reevaluate_after", reevaluate_after)
+        _check_positive_int("max_evaluations", max_evaluations)
         if constraint is not None and not callable(constraint):
             raise ValueError(f"`constraint` must be callable or None, got {constraint!r}.")
         self._settings = ChainSettings(
-            max_coordinates, constraint, restart_after, max_moves_per_trial, adaptation_moves
+            max_coordinates,
+            constraint,
+            restart_after,
+            max_moves_per_trial,
+            adaptation_moves,
+            reevaluate_after,
+            max_evaluations,
         )
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._rng = random.Random(seed)

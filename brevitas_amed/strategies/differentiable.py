@@ -20,6 +20,12 @@ Networks" (arXiv 2206.07741): every searchable knob gets a continuous bit width
   bits and mode are restored afterwards; fine-tuning at the chosen bits is the job's.
 
 A sweep of penalty strengths (:func:`front`, :func:`propose`) traces an accuracy-cost front.
+
+Departures from the paper: no tensor-sliced precision (one bit width per knob, never per slice of
+a tensor), no targeted gradient modification (the bit widths get the plain straight-through
+gradient of the task loss plus the penalty), no multi-phase schedule and no learned range (the
+job's learned scales are kept); and the default penalty is the accelerator's latency, where the
+paper optimises memory (``cost="size"`` is the closest to it here).
 """
 
 from __future__ import annotations

@@ -135,6 +135,13 @@ def test_compare_runs_every_method_on_one_plot(tiny_run, tmp_path, capsys):
     for f in result.finals:
         assert f.qonnx.verified is True and 0 < f.latency_ratio <= 1.0 + 1e-9
     assert (out / "compare.png").is_file() and "| ohq |" in (out / "compare.md").read_text()
+    spent = {c.method: c for c in result.compute}
+    assert list(spent) == ["amed", "tpe", "ohq", "differentiable", "uniform"]
+    assert spent["amed"].trials == spent["tpe"].trials == 7 and spent["amed"].seconds > 0
+    assert 1 <= spent["amed"].evaluations <= 7 and spent["ohq"].trials is None and spent["ohq"].seconds > 0
+    assert "| search trials | search time (s) |" in (out / "compare.md").read_text()
+    from brevitas_amed.job.records import Comparison
+    assert Comparison.from_dict(json.loads((out / "compare.json").read_text())) == result
     assert main(["compare", "--methods", "amed,haq"]) == 2
     assert "unknown ['haq']" in capsys.readouterr().err
 

@@ -126,3 +126,14 @@ def test_size_limit_counts_the_weights_no_parameter_moves() -> None:
     assert limit.size_bits({"w:a": 7}) == 100.0
     with pytest.raises(KeyError, match="count the others in offset_bits"):
         limit({"w:b": 2})
+
+
+def test_binomial_noise_is_the_standard_error_of_an_accuracy() -> None:
+    from brevitas_amed.search import binomial_noise
+
+    assert binomial_noise(0.976, 359) == pytest.approx(math.sqrt(0.976 * 0.024 / 359))
+    assert binomial_noise(1.0, 100) == pytest.approx(0.005)  # never zero: half an example
+    with pytest.raises(ValueError, match="`accuracy`"):
+        binomial_noise(1.5, 10)
+    with pytest.raises(ValueError, match="`n_samples`"):
+        binomial_noise(0.5, 0)

@@ -376,3 +376,48 @@ def test_restart_jumps_to_best_state() -> None:
     study.enqueue_trial({n: 8 for n in LAYERS})
     study.optimize(_quality_objective, n_trials=60)
     assert _records(study)[-1].restarts > 0
+
+
+def _lucky_start_study(**kwargs) -> optuna.Study:
+    # The start state's first evaluation is a lucky +100; every later one is -100. Every other
+    # state is worth about 1. At a near-zero temperature only re-evaluation lets the chain leave.
+    start = {f"x{i}": 2 for i in range(6)}
+    seen = {"start": 0}
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {f"x{i}": trial.suggest_int(f"x{i}", 0, 4) for i in range(6)}
+        if params == start:
+            seen["start"] += 1
+            return 100.0 if seen["start"] == 1 else -100.0
+        return 1.0 + 0.01 * sum(params.values())
+
+    study = optuna.create_study(
+        direction="maximize", sampler=AMEDSampler(seed=0, temperature=1e-6, **kwargs)
+    )
+    study.enqueue_trial(start)
+    study.optimize(objective, n_trials=20)
+    return study
+
+
+def test_lucky_draw_freezes_a_chain_that_never_re_evaluates() -> None:
+    records = _records(_lucky_start_study())
+    assert all(r.state == (2,) * 6 for r in records)
+    assert records[-1].reevaluations == 0
+
+
+def test_re_evaluation_lets_the_chain_leave_a_lucky_state() -> None:
+    study = _lucky_start_study(reevaluate_after=3, max_evaluations=2)
+    records = _records(study)
+    start_trials = [t for t in study.trials if t.params == {f"x{i}": 2 for i in range(6)}]
+    assert len(start_trials) == 2  # the enqueued trial and one re-evaluation, capped by max_evaluations
+    assert start_trials[1].number == 4  # after three rejected proposals (trials 1-3)
+    assert records[-1].reevaluations >= 1
+    assert records[-1].state != (2,) * 6  # the mean (0) lost to the neighbours (about 1)
+    assert records[-1].energy < 0
+
+
+def test_re_evaluation_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="`reevaluate_after`"):
+        AMEDSampler(reevaluate_after=0)
+    with pytest.raises(ValueError, match="`max_evaluations`"):
+        AMEDSampler(max_evaluations=0)

@@ -1,0 +1,218 @@
+"""Proxy fidelity: does the search-time accuracy rank allocations as the recipe's fine-tuning does?
+
+For ``--allocations`` bit allocations spanning the latency range (uniform widths, then random
+allocations drawn from narrow and wide sets of widths, so accuracies spread out), it measures
+the accuracy the search sees under several proxies and the accuracy after the recipe's
+fine-tuning (``finetune.epochs`` from the shared weights), and prints Kendall's tau
+(``scipy.stats.kendalltau``) between each proxy and the fine-tuned accuracy, with each proxy's
+time per trial. Proxies:
+
+- ``recipe``: the recipe's trial: ``search.adapt_steps`` QAT steps, validation accuracy.
+- ``steps=N``: N adaptation steps instead (``--steps``).
+- ``repeats=K``: the mean of K recipe trials with different batches (what re-evaluation gives);
+  their standard deviation is the measured evaluation noise, printed beside the binomial one.
+- ``bn``: no training; batch-norm statistics re-estimated on ``--bn-batches`` training batches.
+
+The fine-tuned accuracy is measured on the test split and on validation + test together (more
+images, less noise); tau is also given on the allocations whose fine-tuned accuracy is within
+2 points of float (the ones the search must tell apart).
+
+    python benchmarks/proxy_fidelity.py                                   # digits, 32 allocations
+    python benchmarks/proxy_fidelity.py --set model.name=resnet18 --set data.channels=3 \\
+        --set data.image_size=16 --set finetune.epochs=2 --allocations 30  # ResNet-18, small input
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from scipy.stats import kendalltau
+from torch import nn
+
+from brevitas_amed.job.context import Job, build_job
+from brevitas_amed.job.inputs import reseed
+from brevitas_amed.job.progress import no_progress
+from brevitas_amed.job.recipe import load_recipe
+from brevitas_amed.job.search import estimate_accuracy, evaluation_noise
+from brevitas_amed.training.loops import evaluate, train
+
+# Sets of widths random allocations draw from: narrow sets give low or high accuracy, wide ones mix.
+WIDTH_SETS = ([2, 3], [2, 3, 4], [3, 4], [2, 4, 8], [3, 4, 6], [4, 6, 8], None, None)
+
+
+def allocations(job: Job, n: int, seed: int) -> list[tuple[str, dict[str, int]]]:
+    """Uniform allocations at every width, then random ones cycling through :data:`WIDTH_SETS`."""
+    space = job.qmodel.search_space()
+    widths = sorted({b for c in space.values() for b in c})
+    picked = [(f"uniform-{b}", {k: b if b in c else min(c, key=lambda x: abs(x - b)) for k, c in space.items()})
+              for b in widths]
+    rng = random.Random(seed)
+    i = 0
+    while len(picked) < n:
+        allowed = WIDTH_SETS[i % len(WIDTH_SETS)]
+        bits = {k: rng.choice([b for b in c if allowed is None or b in allowed] or list(c)) for k, c in space.items()}
+        picked.append((f"random-{i}-{'all' if allowed is None else ''.join(map(str, allowed))}", bits))
+        i += 1
+    return picked[:n]
+
+
+def bn_reestimated(job: Job, bits: dict[str, int], batches: int, seed: int) -> float:
+    """Validation accuracy at ``bits`` from the shared weights, batch-norm statistics re-estimated."""
+    q = job.qmodel
+    q.load_state_dict(job.base_state)
+    q.set_knob_bits(bits)
+    norms = [m for m in q.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    reseed(job.loaders, seed)
+    q.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+        m.train()
+    with torch.no_grad():
+        for step, (x, _) in enumerate(job.loaders["train"]):
+            if step >= batches:
+                break
+            q(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return evaluate(q, job.loaders["val"], job.recipe.search.eval_batches)
+
+
+def finetuned(job: Job, bits: dict[str, int], seed: int) -> list[float]:
+    """The recipe's fine-tuning at ``bits`` with batches seeded by ``seed``: [val, test, seconds]."""
+    q, ft = job.qmodel, job.recipe.finetune
+    started = time.perf_counter()
+    q.load_state_dict(job.base_state)
+    q.set_knob_bits(bits)
+    reseed(job.loaders, seed)
+    train(q, job.loaders["train"], epochs=ft.epochs, lr=ft.lr, teacher=job.float_model if ft.distill else None,
+          temperature=ft.distill_temperature)
+    seconds = time.perf_counter() - started
+    return [evaluate(q, job.loaders["val"]), evaluate(q, job.loaders["test"]), seconds]
+
+
+def proxies(job: Job, bits: dict[str, int], seed: int, args, known: dict) -> dict[str, list[float]]:
+    """``{proxy: [accuracy, seconds]}`` for one allocation; proxies in ``known`` are kept."""
+    out: dict[str, list[float]] = dict(known)
+
+    def timed(name: str, fn) -> None:
+        if name in out:
+            return
+        started = time.perf_counter()
+        value = fn()
+        out[name] = [value, time.perf_counter() - started]
+
+    s = job.recipe.search
+    if "recipe" in args.proxies:
+        timed("recipe", lambda: estimate_accuracy(job, bits, seed))
+    for steps in args.steps if "steps" in args.proxies else []:
+        more = job.recipe.model_copy(update={"search": s.model_copy(update={"adapt_steps": steps})})
+        timed(f"steps={steps}", lambda: estimate_accuracy(Job(**{**vars(job), "recipe": more}), bits, seed))
+    draws: list[float] = []
+
+    def repeated() -> float:
+        draws.extend(estimate_accuracy(job, bits, seed + 7919 * r) for r in range(args.repeats))
+        return statistics.fmean(draws)
+
+    if "repeats" in args.proxies:
+        timed(f"repeats={args.repeats}", repeated)
+        if draws:
+            out["noise"] = [statistics.stdev(draws) if len(draws) > 1 else float("nan"), 0.0]
+    if "bn" in args.proxies:
+        timed("bn", lambda: bn_reestimated(job, bits, args.bn_batches, seed))
+    return out
+
+
+def tau(x: list[float], y: list[float]) -> float:
+    return float(kendalltau(x, y).statistic) if len(x) > 2 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("recipe", nargs="?", default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--allocations", type=int, default=32)
+    parser.add_argument("--steps", type=lambda t: [int(v) for v in t.split(",") if v], default=[30])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--bn-batches", type=int, default=8)
+    parser.add_argument("--output-dir", default=None, help="job folder (default: a temporary one)")
+    parser.add_argument("--proxies", type=lambda t: set(t.split(",")), default={"recipe", "steps", "repeats", "bn"})
+    parser.add_argument("--finetune-seeds", type=int, default=2,
+                        help="fine-tune each allocation this many times (batch seeds seed, seed+1, ...)")
+    parser.add_argument("--json", default=None, help="write every measurement here")
+    parser.add_argument("--reuse", default=None, help="a --json of an earlier run: what it measured is kept")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        out_dir = args.output_dir or str(Path(tmp) / "job")
+        recipe = load_recipe(args.recipe, [f"output_dir={out_dir}", *args.overrides])
+        started = time.perf_counter()
+        job = build_job(recipe, no_progress())
+        print(f"{recipe.name} ({recipe.model.name}): job prepared in {time.perf_counter() - started:.0f} s; float "
+              f"val {100 * job.float_accuracy.val:.2f}%, test {100 * job.float_accuracy.test:.2f}%", flush=True)
+        known = {r["label"]: r for r in json.loads(Path(args.reuse).read_text())} if args.reuse else {}
+        rows = []
+        for i, (label, bits) in enumerate(allocations(job, args.allocations, recipe.seed)):
+            before = known.get(label, {})
+            ft = before.get("ft") or ([[before["ft_val"], before["ft_test"], before["ft_seconds"]]]
+                                      if "ft_val" in before else [])
+            row = {"label": label, "latency_ratio": job.latency.cycles(bits) / job.reference_latency,
+                   "proxies": proxies(job, bits, recipe.seed + 100_000 + i, args, before.get("proxies", {})),
+                   "ft": ft + [finetuned(job, bits, recipe.seed + k) for k in range(len(ft), args.finetune_seeds)]}
+            rows.append(row)
+            print(f"{label:<22} latency {row['latency_ratio']:.3f}  "
+                  + "  ".join(f"{k} {100 * v[0]:.2f}" for k, v in row["proxies"].items() if k != "noise")
+                  + "  fine-tuned " + ", ".join(f"val {100 * v:.2f} test {100 * t:.2f}" for v, t, _ in row["ft"]),
+                  flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    report(job, rows)
+
+
+def report(job: Job, rows: list[dict]) -> None:
+    n_val, n_test = len(job.data.val), len(job.data.test)
+    # the fine-tuned accuracy: the mean over the fine-tuning seeds
+    test = [statistics.fmean(f[1] for f in r["ft"]) for r in rows]
+    val = [statistics.fmean(f[0] for f in r["ft"]) for r in rows]
+    pooled = [(v * n_val + t * n_test) / (n_val + n_test) for v, t in zip(val, test)]
+    near = [i for i, t in enumerate(test) if t >= job.float_accuracy.test - 0.02]
+    ft_s = statistics.fmean(f[2] for r in rows for f in r["ft"])
+    n_ft = min(len(r["ft"]) for r in rows)
+    print(f"\n{len(rows)} allocations, latency {min(r['latency_ratio'] for r in rows):.3f}-"
+          f"{max(r['latency_ratio'] for r in rows):.3f} of uniform 8-bit, fine-tuned test accuracy "
+          f"{100 * min(test):.2f}-{100 * max(test):.2f}%; {len(near)} within 2 points of float on test; "
+          f"fine-tuning {ft_s:.1f} s per model, {n_ft} seed(s) each (accuracy: their mean)\n")
+    noise = sorted(r["proxies"]["noise"][0] for r in rows if r["proxies"].get("noise"))
+    if noise:
+        print(f"evaluation noise (std of the recipe's trial repeated with other batches, per allocation): median "
+              f"{100 * statistics.median(noise):.2f} pt, range {100 * noise[0]:.2f}-{100 * noise[-1]:.2f} pt; "
+              f"binomial s.e. at the threshold {100 * evaluation_noise(job):.2f} pt\n")
+    print("| proxy | tau vs fine-tuned test | tau vs fine-tuned val+test | tau within 2 pt of float (test) "
+          "| s per trial |")
+    print("|---|---|---|---|---|")
+    if n_ft >= 2:  # how well one fine-tuning ranks like another: the ceiling for any proxy
+        a = [(r["ft"][0][1], r["ft"][1][1]) for r in rows]
+        b = [((r["ft"][0][0] * n_val + r["ft"][0][1] * n_test) / (n_val + n_test),
+              (r["ft"][1][0] * n_val + r["ft"][1][1] * n_test) / (n_val + n_test)) for r in rows]
+        print(f"| (another fine-tuning seed: seed 0 vs seed 1) | {tau([x[0] for x in a], [x[1] for x in a]):.3f} | "
+              f"{tau([x[0] for x in b], [x[1] for x in b]):.3f} | "
+              f"{tau([a[i][0] for i in near], [a[i][1] for i in near]):.3f} | {ft_s:.2f} |")
+    names = [p for p in rows[0]["proxies"] if p != "noise"]
+    for name in names:
+        x = [r["proxies"][name][0] for r in rows]
+        seconds = statistics.fmean(r["proxies"][name][1] for r in rows)
+        print(f"| {name} | {tau(x, test):.3f} | {tau(x, pooled):.3f} | "
+              f"{tau([x[i] for i in near], [test[i] for i in near]):.3f} | {seconds:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
