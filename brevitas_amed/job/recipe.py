@@ -103,6 +103,13 @@ class HardwareConfig(_Section):
     profile: str = Field("scalesim", min_length=1, description="a shipped profile name or a profile YAML path")
     cache: Optional[str] = Field(None, description="latency cache database URL (default: the user cache dir)")
 
+    @model_validator(mode="after")
+    def _cache_needs_a_cached_backend(self) -> "HardwareConfig":
+        if self.cache and self.backend == "analytic":
+            raise ValueError(f"hardware.cache={self.cache!r}: the analytic backend computes each layer in milliseconds "
+                             f"and keeps no cache; remove hardware.cache, or use backend scalesim or command")
+        return self
+
 
 class SearchConfig(_Section):
     sampler: Literal["amed", "tpe", "nsga2", "random"] = "amed"

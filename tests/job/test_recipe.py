@@ -133,3 +133,15 @@ def test_numbers_follow_yaml_1_2(tmp_path):
     recipe = load_recipe(tmp_path / "r.yaml", ["quality.beta=5e-2"])
     assert (recipe.search.adapt_lr, recipe.finetune.lr, recipe.quality.beta) == (0.001, 0.00025, 0.05)
     assert load_recipe(None, ["search.adapt_lr=3"]).search.adapt_lr == 3.0  # an int is a fine float
+
+
+def test_a_cache_for_the_analytic_backend_is_refused_before_anything_runs():
+    with pytest.raises(RecipeError, match="analytic backend .* keeps no cache; remove hardware.cache"):
+        load_recipe(None, ["hardware.backend=analytic", "hardware.cache=sqlite:////tmp/latency.db"])
+    assert load_recipe(None, ["hardware.backend=scalesim", "hardware.cache=sqlite:////tmp/latency.db"]).hardware.cache
+
+
+def test_the_lowmem_recipes_use_the_analytic_backend():
+    for name in ("mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0"):
+        recipe = load_recipe(f"recipes/{name}.yaml", [])
+        assert (recipe.hardware.backend, recipe.hardware.profile) == ("analytic", "lowmem")
