@@ -27,9 +27,12 @@ def weight_bit_mismatches(layers: list[dict], chosen: dict[str, list[int]]) -> l
             problems.append(f"{node['node']}: no chosen layer holds its weights ({layer})")
             continue
         seen.add(layer)
+        if chosen[layer][0] is None:
+            problems.append(f"{node['node']} ({layer}): FINN holds integer weights of a layer the job kept in float")
+            continue
         want = expected_weight_dtype(int(chosen[layer][0]))
         if node["weight_dtype"] != want:
             problems.append(f"{node['node']} ({layer}): FINN weight datatype {node['weight_dtype']}, chosen {want}")
     problems += [f"{layer}: chosen {bits[0]}-bit weights but no FINN MVAU/VVAU carries them"
-                 for layer, bits in chosen.items() if layer not in seen]
+                 for layer, bits in chosen.items() if layer not in seen and bits[0] is not None]
     return problems

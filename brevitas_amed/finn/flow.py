@@ -92,6 +92,15 @@ def model_entry(final: dict, result: dict, settings: FinnSettings) -> dict:
     return entry
 
 
+STREAMLINE_TOLERANCE = 1e-5
+
+
+def streamlining_differs(entry: dict) -> bool:
+    """Whether FINN's streamlined integer graph computed something else than the QONNX model."""
+    diff = entry.get("streamlined_max_abs_diff")
+    return diff is not None and diff > STREAMLINE_TOLERANCE
+
+
 def run_finn(output_dir: str | Path, python: Path, settings: FinnSettings | None = None,
              labels: list[str] | None = None, timeout: float | None = 1800, log=print) -> dict:
     """Run FINN on the job's exported models and write ``finn.json`` and ``finn.md``.
@@ -135,11 +144,12 @@ def run_finn(output_dir: str | Path, python: Path, settings: FinnSettings | None
               "profile": summary.get("profile"), "settings": asdict(settings), "models": entries}
     (out / "finn.json").write_text(json.dumps(report, indent=1))
     write_markdown(report, out / "finn.md")
-    bad = [e for e in entries if not e["ok"] or not e["weight_bits_match"]]
+    bad = [e for e in entries if not e["ok"] or not e["weight_bits_match"] or streamlining_differs(e)]
     if bad:
         first = bad[0]
         why = (f"failed at {first['failed_step']}: {first['error']}" if not first["ok"]
-               else "; ".join(first["weight_bit_problems"]))
+               else "; ".join(first["weight_bit_problems"]) if not first["weight_bits_match"]
+               else f"streamlined graph differs from the QONNX model by {first['streamlined_max_abs_diff']:g}")
         raise RuntimeError(f"{len(bad)} of {len(entries)} models did not pass FINN: {first['label']} {why} "
                            f"(see {out / 'finn.md'} and {out / 'finn' / first['label'] / 'finn.log'})")
     return report

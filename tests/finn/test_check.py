@@ -28,3 +28,17 @@ def test_unmatched_and_missing_layers_are_problems():
     problems = weight_bit_mismatches(found, CHOSEN)
     assert problems == ["MVAU_hls_2: no chosen layer holds its weights (None)",
                         "fc: chosen 8-bit weights but no FINN MVAU/VVAU carries them"]
+
+
+def test_a_float_layer_is_not_a_crash():
+    chosen = {**CHOSEN, "fc": [None, None]}
+    assert weight_bit_mismatches(layers("INT8", "INT3", "INT8")[:2], chosen) == []
+    assert weight_bit_mismatches(layers("INT8", "INT3", "INT8"), chosen) == [
+        "MVAU_hls_2 (fc): FINN holds integer weights of a layer the job kept in float"]
+
+
+def test_a_streamlined_graph_that_computes_something_else_fails_the_model():
+    from brevitas_amed.finn.flow import streamlining_differs
+    assert not streamlining_differs({"streamlined_max_abs_diff": 0.0})
+    assert not streamlining_differs({"streamlined_max_abs_diff": None})
+    assert streamlining_differs({"streamlined_max_abs_diff": 0.5})

@@ -118,11 +118,11 @@ def _backends():
             yield name, profile, layers
 
 
-@pytest.mark.slow
 def _id(value) -> str:
     return "+".join(layer.name for layer in value) if isinstance(value, tuple) else Path(str(value)).stem
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, profile, layers", list(_backends()), ids=_id)
 def test_fewer_bits_are_never_slower_on_every_backend_and_profile(name, profile, layers):
     kwargs = {"cache": False} if name != "analytic" else {}
