@@ -24,27 +24,38 @@ def add_parser(sub) -> None:
                    help="search only, as one more worker of the job that shares this recipe's output_dir and "
                         "storage (another machine needs both on shared storage); fine-tuning and the report "
                         "stay with the process that runs the recipe without --join")
+    # a launcher's own helpers (brevitas_amed/job/workers.py): their slot and log name, not for users
+    p.add_argument("--worker-slot", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-log", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from brevitas_amed.job.recipe import dump_recipe, load_recipe
+    from brevitas_amed.job.workers import Slot, start_helpers, stop_helpers
 
     recipe = load_recipe(args.recipe, args.overrides)
     if args.dry_run:
         print(dump_recipe(recipe), end="")
         return 0
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    from brevitas_amed.job.progress import no_progress
-    from brevitas_amed.job.run import join, run as run_job
+    # helpers first: they import torch and brevitas while this process does the same
+    helpers = start_helpers(recipe, args.workers - 1, quiet=args.quiet)
+    try:
+        from brevitas_amed.job.progress import no_progress
+        from brevitas_amed.job.run import join, run as run_job
 
-    progress = no_progress() if args.quiet or not sys.stderr.isatty() else None  # no bars in log files
-    if args.join:
-        finished = join(recipe, progress, workers=args.workers)
-        print(f"worker done: {finished} of {recipe.search.trials} trials finished in the study; the process "
-              f"running this recipe without --join fine-tunes and reports (or run it once more)")
-        return 0
-    summary = run_job(recipe, progress, workers=args.workers)
+        progress = no_progress() if args.quiet or not sys.stderr.isatty() else None  # no bars in log files
+        if args.join:
+            slot = Slot.parse(args.worker_slot) if args.worker_slot else None
+            finished = join(recipe, progress, workers=args.workers, helpers=helpers, slot=slot,
+                            log_name=args.worker_log)
+            print(f"worker done: {finished} of {recipe.search.trials} trials finished in the study; the process "
+                  f"running this recipe without --join fine-tunes and reports (or run it once more)")
+            return 0
+        summary = run_job(recipe, progress, workers=args.workers, helpers=helpers)
+    finally:
+        stop_helpers(helpers)  # already stopped when the job ran; here for a failed import
     print_summary(summary, recipe.output_dir)
     return 0
 

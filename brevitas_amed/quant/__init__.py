@@ -15,17 +15,37 @@
 Data flows ``quantize -> calibrate -> workload -> LatencyTable``; nothing here imports optuna.
 """
 
-from brevitas_amed.quant.calibrate import calibrate, input_batches
-from brevitas_amed.quant.convert import UnsupportedModuleError, quantize
-from brevitas_amed.quant.costs import FLOAT_AS_BITS, LatencyTable, layer_bits, side_options
-from brevitas_amed.quant.export import export_qonnx
-from brevitas_amed.quant.knobs import Knob
-from brevitas_amed.quant.model import QuantizedModel
-from brevitas_amed.quant.policy import MAX_BITS, MIN_BITS, QuantPolicy
-from brevitas_amed.quant.status import quantize_only
-from brevitas_amed.quant.verify import ExportCheck, verify_qonnx
-from brevitas_amed.quant.workload import build_workload
+from __future__ import annotations
 
-__all__ = ["ExportCheck", "FLOAT_AS_BITS", "Knob", "LatencyTable", "MAX_BITS", "MIN_BITS", "QuantPolicy",
-           "QuantizedModel", "UnsupportedModuleError", "build_workload", "calibrate", "export_qonnx",
-           "input_batches", "layer_bits", "quantize", "quantize_only", "side_options", "verify_qonnx"]
+import importlib
+from typing import Any
+
+# Loaded on first use (PEP 562), so that ``brevitas_amed.quant.policy`` (which the recipe schema
+# needs) imports without brevitas: a job's helper workers start before the heavy imports.
+_EXPORTS = {
+    "calibrate": "calibrate", "input_batches": "calibrate",
+    "UnsupportedModuleError": "convert", "quantize": "convert",
+    "FLOAT_AS_BITS": "costs", "LatencyTable": "costs", "layer_bits": "costs", "side_options": "costs",
+    "export_qonnx": "export",
+    "Knob": "knobs",
+    "QuantizedModel": "model",
+    "MAX_BITS": "policy", "MIN_BITS": "policy", "QuantPolicy": "policy",
+    "quantize_only": "status",
+    "ExportCheck": "verify", "verify_qonnx": "verify",
+    "build_workload": "workload",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'brevitas_amed.quant' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"brevitas_amed.quant.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -9,29 +9,17 @@ model that is already on its device, so a run trained on a GPU resumes on a CPU 
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:[0-9]+)$")
+from brevitas_amed.training.device_spec import check_device_spec
 
 
 def cuda_count() -> int:
     """CUDA devices torch can use here (0 on a CPU-only machine or a CPU-only torch build)."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def check_device_spec(spec: str) -> str:
-    """``spec`` itself when it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-
-    Raises:
-        ValueError: Any other text.
-    """
-    if not isinstance(spec, str) or not DEVICE_PATTERN.match(spec):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N (N = 0, 1, ...), got {spec!r}")
-    return spec
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
@@ -56,17 +44,6 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise ValueError(f"device {spec!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}; "
                          f"set device: cuda or a smaller index")
     return torch.device("cuda", index)
-
-
-def worker_devices(spec: str, workers: int, cuda_devices: int) -> list[str]:
-    """The device of each of ``workers`` local workers: with ``auto`` or ``cuda`` and GPUs, one
-    GPU each, round-robin; an explicit ``cuda:N`` or ``cpu`` (or no GPU) is shared by all."""
-    check_device_spec(spec)
-    if spec in ("auto", "cuda") and cuda_devices:
-        return [f"cuda:{i % cuda_devices}" for i in range(workers)]
-    if spec == "auto":
-        return ["cpu"] * workers
-    return [spec] * workers
 
 
 def model_device(model: nn.Module) -> torch.device:

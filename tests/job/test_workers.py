@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -55,7 +56,7 @@ def test_kill_9_of_one_worker_mid_trial_loses_nothing_and_the_job_reports(tmp_pa
               for w in [t.user_attrs["worker"]]}
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    assert f"helper worker {pid} on " in stderr and "was killed (signal 9)" in stderr
+    assert f"helper worker {pid} (slot 1/2) was killed (signal 9)" in stderr
     trials = trials_of(out)
     assert set(before) <= completed(trials)  # nothing completed before the kill is lost
     assert State.RUNNING not in {t.state for t in trials}
@@ -118,6 +119,27 @@ def test_two_workers_share_a_study_and_latency_cache_on_postgresql(postgres, tmp
     with sa.create_engine(postgres).connect() as conn:
         assert conn.execute(sa.text("select count(*) from latency")).scalar_one() > 0
     assert json.loads((out / "summary.json").read_text())["trials"] >= 12 and "report:" in stdout
+    (log,) = (out / "workers").glob(f"{proc.pid}-1.log")  # the helper's own log, once its recipe passed
+    assert "worker done:" in log.read_text()
+
+
+def test_a_bad_recipe_with_two_workers_writes_nothing_and_leaves_no_helper(tmp_path):
+    """Helpers start before the launcher's checks; they check the same recipe and write nothing."""
+    out = tmp_path / "run"
+    before = set(tmp_path.iterdir())
+    proc = cli_process(out, "search.storage=nosuchdb://x", cwd=tmp_path, flags=("-q", "--workers", "3"))
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "search.storage" in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists() and set(tmp_path.iterdir()) == before
+    marker = f"--worker-log\0{proc.pid}-".encode()  # a helper's command line names its launcher
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if marker in _read(p)]  # every helper has ended
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process has just ended
+        return b""
 
 
 def test_the_final_wait_ends_for_a_trial_that_never_had_a_heartbeat(tmp_path, caplog):

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from brevitas_amed.training.device import (DeviceLoader, OutOfDeviceMemory, cuda_count, out_of_memory_advice,
-                                           resolve_device, worker_devices)
+                                           resolve_device)
+from brevitas_amed.training.device_spec import worker_devices
 from brevitas_amed.training.loops import evaluate, train
 
 
