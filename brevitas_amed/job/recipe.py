@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from brevitas_amed.quant.policy import MAX_BITS, MIN_BITS
-from brevitas_amed.training.device import check_device_spec
+from brevitas_amed.training.device_spec import check_device_spec
 
 BIT_RANGE = (MIN_BITS, MAX_BITS)
 
