@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from brevitas_amed.cli.recipe import positive
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -23,12 +25,13 @@ def add_parser(sub) -> None:
                                        ".finn-venv next to the project)")
     p.add_argument("--models", help="comma-separated labels (default: every exported model)")
     target = p.add_mutually_exclusive_group()
-    target.add_argument("--target-fps", type=int, default=10_000,
+    target.add_argument("--target-fps", type=positive, default=None,
                         help="fold each model for this throughput, frames/s (default 10000)")
-    target.add_argument("--lut-budget", type=int, help="fold each model for the most frames/s within this many LUTs")
+    target.add_argument("--lut-budget", type=positive,
+                        help="fold each model for the most frames/s within this many LUTs")
     p.add_argument("--fpga-part", default="xc7z020clg400-1", help="FPGA part (default xc7z020clg400-1)")
-    p.add_argument("--clock-ns", type=float, default=10.0, help="clock period in ns (default 10)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds one model may take (default 1800)")
+    p.add_argument("--clock-ns", type=positive_number, default=10.0, help="clock period in ns (default 10)")
+    p.add_argument("--timeout", type=positive_number, default=1800, help="seconds one model may take (default 1800)")
     p.set_defaults(func=run)
 
 
@@ -43,9 +46,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.output_dir:
         raise ValueError("give the job's output_dir (or --setup to build FINN's environment)")
     python = finn_python(args.finn_venv)
-    settings = FinnSettings(fpga_part=args.fpga_part, clk_ns=args.clock_ns, target_fps=args.target_fps,
+    # a LUT budget replaces the throughput target: the record then names no target it did not use
+    target_fps = None if args.lut_budget else (args.target_fps or 10_000)
+    settings = FinnSettings(fpga_part=args.fpga_part, clk_ns=args.clock_ns, target_fps=target_fps,
                             lut_budget=args.lut_budget)
     labels = [s.strip() for s in args.models.split(",")] if args.models else None
     run_finn(args.output_dir, python, settings, labels=labels, timeout=args.timeout)
     print(f"{args.output_dir}/finn.md")
     return 0
+
+
+def positive_number(text: str) -> float:
+    """An argparse type: a number > 0 (an int when written as one)."""
+    try:
+        value = int(text) if text.strip().lstrip("+").isdigit() else float(text)
+    except ValueError:
+        value = 0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value

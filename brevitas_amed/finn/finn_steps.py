@@ -77,9 +77,9 @@ def step_amed_integer_io(model, cfg):
     """Leave the input quantizer and the output scale to the host, so the accelerator reads and
     writes integers: the ``MultiThreshold`` that quantizes the float graph input is removed (the
     input is then annotated with its integer type: the host feeds ``clip(round(x / scale))`` of the
-    exported input quantizer), and a trailing ``Mul`` by a constant is removed and its value kept
-    in the model's metadata ``amed_output_scale`` (the host multiplies by it; a positive scalar
-    leaves the arg-max unchanged)."""
+    exported input quantizer), and a trailing ``Mul`` by one positive constant is removed and its value
+    kept in the model's metadata ``amed_output_scale`` (the host multiplies by it; a positive scalar
+    leaves the arg-max unchanged; a per-channel or negative scale stays on the accelerator)."""
     inp = model.graph.input[0].name
     first = model.find_consumers(inp) or []
     if (len(first) == 1 and first[0].op_type == "MultiThreshold"
@@ -97,8 +97,10 @@ def step_amed_integer_io(model, cfg):
     last = model.find_producer(out)
     if last is not None and last.op_type == "Mul":
         scale = model.get_initializer(last.input[1])
-        if scale is not None and model.get_tensor_datatype(last.input[0]).is_integer():
-            producer = model.find_producer(last.input[0])
+        producer = model.find_producer(last.input[0])
+        # only a single positive scalar: it leaves the arg-max, and so the host's answer, unchanged
+        if (scale is not None and scale.size == 1 and float(scale.reshape(-1)[0]) > 0 and producer is not None
+                and model.get_tensor_datatype(last.input[0]).is_integer()):
             producer.output[0] = out  # reconnect the graph output to the integer tensor
             model.graph.node.remove(last)
             model.set_tensor_datatype(out, model.get_tensor_datatype(last.input[0]))

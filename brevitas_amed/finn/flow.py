@@ -130,6 +130,9 @@ def run_finn(output_dir: str | Path, python: Path, settings: FinnSettings | None
         if unknown:
             raise FileNotFoundError(f"no exported model labelled {', '.join(unknown)} in {out / 'summary.json'}")
         finals = [f for f in finals if f["label"] in labels]
+    if not finals:
+        raise FileNotFoundError(f"{out / 'summary.json'} lists no model with a QONNX export; run the job with "
+                                f"export enabled (export.qonnx: true) first")
     entries = []
     for final in finals:
         start = time.time()

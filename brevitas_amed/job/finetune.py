@@ -89,5 +89,6 @@ def export(job: Job, label: str) -> QonnxResult:
         result = QonnxResult(path=relative, verified=check.passed, max_abs_diff=check.max_abs_diff,
                              output_step=check.output_step, same_predictions=check.same_predictions)
         if not check.passed:
-            log.warning("%s: QONNX output differs from PyTorch by %.3g", label, check.max_abs_diff)
+            log.warning("%s: QONNX check failed: %s (end to end, the output differs from PyTorch by %.3g)", label,
+                        check.mismatch or "output beyond tolerance", check.max_abs_diff)
     return result

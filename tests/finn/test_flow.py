@@ -67,7 +67,9 @@ def test_the_check_catches_a_record_that_disagrees_with_finn(job):
 def test_lut_budget_folding_stays_within_the_budget(job):
     out, _ = job
     assert main(["finn", str(out), "--models", "uniform-3", "--lut-budget", "12000"]) == 0
-    (entry,) = json.loads((out / "finn.json").read_text())["models"]
+    report = json.loads((out / "finn.json").read_text())
+    (entry,) = report["models"]
+    assert report["settings"]["lut_budget"] == 12000 and report["settings"]["target_fps"] is None  # not used
     assert entry["ok"] and entry["weight_bits_match"] and entry["lut_budget"] == 12000
     assert 0 < entry["LUT"] <= 12000 and entry["finn_throughput_fps"] > 0
     assert all(n["weight_dtype"] == "INT3" for n in entry["layers"] if n["layer"] not in ("stem.0", "fc"))
