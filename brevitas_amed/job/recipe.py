@@ -14,6 +14,7 @@ import re
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from brevitas_amed.finn.fpga_profile import DEFAULT_PROFILE as FINN_DEFAULT_PROFILE
 from brevitas_amed.quant.policy import MAX_BITS, MIN_BITS
 from brevitas_amed.training.device_spec import check_device_spec
 
@@ -103,11 +104,19 @@ class HardwareConfig(_Section):
     profile: str = Field("scalesim", min_length=1, description="a shipped profile name or a profile YAML path")
     cache: Optional[str] = Field(None, description="latency cache database URL (default: the user cache dir)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _finn_default_profile(cls, data: Any) -> Any:
+        # the default profile is a systolic array; the finn backend's default is an FPGA part
+        if isinstance(data, dict) and data.get("backend") == "finn" and "profile" not in data:
+            return {**data, "profile": FINN_DEFAULT_PROFILE}
+        return data
+
     @model_validator(mode="after")
     def _cache_needs_a_cached_backend(self) -> "HardwareConfig":
         if self.cache and self.backend == "analytic":
             raise ValueError(f"hardware.cache={self.cache!r}: the analytic backend computes each layer in milliseconds "
-                             f"and keeps no cache; remove hardware.cache, or use backend scalesim or command")
+                             f"and keeps no cache; remove hardware.cache, or use backend scalesim, finn or command")
         return self
 
 

@@ -59,7 +59,7 @@ def test_precompute_fills_the_scalesim_cache(workload_file, cache_url, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--bits", "9"], "layer 'conv3x3': weight bits must be an int in 1..8, got 9"),
     (["--bits", "four"], "--bits must be 'B', 'W,A' or an existing bits file"),
-    (["--backend", "nope"], "unknown hardware backend 'nope'; known backends: analytic, command, scalesim"),
+    (["--backend", "nope"], "unknown hardware backend 'nope'; known backends: analytic, command, finn, scalesim"),
     (["--profile", "nope.yaml"], "unknown profile 'nope.yaml'"),
     (["--workers", "2"], "--workers only applies to --backend scalesim"),
     (["--bits", "missing.json"], "cannot read bits file missing.json"),

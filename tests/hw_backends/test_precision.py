@@ -125,6 +125,11 @@ def _id(value) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("name, profile, layers", list(_backends()), ids=_id)
 def test_fewer_bits_are_never_slower_on_every_backend_and_profile(name, profile, layers):
+    if name == "finn":  # the plugin backend runs FINN in its own environment
+        from brevitas_amed.finn.env import venv_path, venv_python
+
+        if not venv_python(venv_path()).is_file():
+            pytest.skip(f"no FINN environment at {venv_path()}: build it with `brevitas-amed finn --setup`")
     kwargs = {"cache": False} if name != "analytic" else {}
     backend = hw_backends.get(name, profile=profile, **kwargs)
     widths = range(1, 9)

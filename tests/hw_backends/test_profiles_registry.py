@@ -66,7 +66,7 @@ def test_unknown_profile_lists_shipped_names():
 def test_available_and_unknown_backend():
     listing = hw_backends.available()
     assert listing["analytic"] == listing["scalesim"] == ["eyeriss", "lowmem", "scalesim"]
-    with pytest.raises(UnknownBackendError, match="'zigzag'; known backends: analytic, command, scalesim"):
+    with pytest.raises(UnknownBackendError, match="'zigzag'; known backends: analytic, command, finn, scalesim"):
         hw_backends.get("zigzag")
 
 
