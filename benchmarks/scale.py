@@ -4,8 +4,10 @@
   size), with the settings of ``recipes/resnet18.yaml``: seconds per shared-weight QAT step, per
   fine-tuning step (distilled, as the recipe), per validation batch and per search trial, on the
   CPU and on every CUDA device present; and images per second one loader worker decodes.
-* The digits job's trials per hour with 1 and 2 local workers (``--join --workers k`` on copies of
-  one prepared output directory, so both search the same budget from the same shared weights).
+* The digits job with 1 and 2 local workers (``recipe --workers k`` on copies of one prepared
+  output directory, so both search the same budget from the same shared weights): the wall time
+  until the study's last trial completes (trials per hour) and until the job ends (the workers
+  share the fine-tuning).
 * The projected wall time of ``recipes/resnet18.yaml`` on ImageNet on 1 and 8 GPUs, from those
   per-step times (measured on a GPU when there is one; otherwise the ``--gpu-*`` assumptions,
   printed as such).
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import torch
 from PIL import Image
 
@@ -118,27 +121,34 @@ def whole_pipeline(tree: Path, device: str, work: Path) -> dict:
 
 
 def digits_workers(trials: int, work: Path) -> dict:
-    """Wall time of the digits search (``trials`` trials) with 1 and 2 local workers."""
+    """Wall time of the digits job (``trials`` trials) with 1 and 2 local workers, from the same
+    prepared float model and shared weights: until the study's last trial completes (the search)
+    and until the process exits (search, shared fine-tuning, export and report)."""
     base = ["hardware.cache=sqlite:///" + str(work / "cache.db"), f"search.trials={trials}"]
     prepared = work / "prepared"
     build_job(load_recipe(None, base + [f"output_dir={prepared}"]), no_progress())
-    walls = {}
+    search, whole = {}, {}
     for workers in (1, 2):
         out = work / f"w{workers}"
         shutil.copytree(prepared, out)
-        args = [sys.executable, "-m", "brevitas_amed", "recipe", "-q", "--join", "--workers", str(workers)]
+        args = [sys.executable, "-m", "brevitas_amed", "recipe", "-q", "--workers", str(workers)]
         for item in base + [f"output_dir={out}"]:
             args += ["--set", item]
-        started = time.perf_counter()
+        started = time.time()
         subprocess.run(args, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-        walls[workers] = time.perf_counter() - started
-    return {"trials": trials, "wall_1_s": walls[1], "wall_2_s": walls[2], "ratio": walls[2] / walls[1],
-            "trials_per_hour_1": 3600 * trials / walls[1], "trials_per_hour_2": 3600 * trials / walls[2]}
+        whole[workers] = time.time() - started
+        study = optuna.load_study(study_name="digits", storage=f"sqlite:///{out / 'study.db'}")
+        last = max(t.datetime_complete for t in study.get_trials(deepcopy=False) if t.datetime_complete)
+        search[workers] = last.timestamp() - started
+    return {"trials": trials, "wall_1_s": search[1], "wall_2_s": search[2], "ratio": search[2] / search[1],
+            "trials_per_hour_1": 3600 * trials / search[1], "trials_per_hour_2": 3600 * trials / search[2],
+            "job_1_s": whole[1], "job_2_s": whole[2], "job_ratio": whole[2] / whole[1]}
 
 
 def projection(recipe: Recipe, step: dict, gpus: int) -> dict:
-    """Hours of ``recipe`` on ImageNet: warm-up and fine-tuning on one GPU, trials shared by ``gpus``
-    workers. A step is never faster than ``num_workers`` loader workers decode its batch."""
+    """Hours of ``recipe`` on ImageNet: warm-up on one GPU, trials and the fine-tuned models shared
+    by ``gpus`` workers (a model is fine-tuned on one GPU). A step is never faster than
+    ``num_workers`` loader workers decode its batch."""
     bs, s, ft = recipe.data.batch_size, recipe.search, recipe.finetune
     floor = bs / (step["decode_img_s_per_worker"] * recipe.data.num_workers)
     train_s = max(step["qat_step_s"], floor)
@@ -150,7 +160,8 @@ def projection(recipe: Recipe, step: dict, gpus: int) -> dict:
         "float eval + calibration": (eval_all + recipe.quantization.calibration_batches) * eval_s,
         "shared-weight QAT": s.warmup_epochs * steps_per_epoch * train_s,
         "search": -(-s.trials // gpus) * (s.adapt_steps * train_s + (s.eval_batches or eval_all // 2) * eval_s),
-        "fine-tuning": (ft.top_k + len(ft.baselines)) * (ft.epochs * steps_per_epoch * ft_s + eval_all * eval_s),
+        "fine-tuning": -(-(ft.top_k + len(ft.baselines)) // gpus) * (ft.epochs * steps_per_epoch * ft_s
+                                                                     + eval_all * eval_s),
     }
     return {"gpus": gpus, "hours": {k: v / 3600 for k, v in parts.items()}, "total_h": sum(parts.values()) / 3600}
 
@@ -207,6 +218,8 @@ def print_tables(result: dict) -> None:
         print(f"\ndigits search, {w['trials']} trials: 1 worker {w['wall_1_s']:.1f} s "
               f"({w['trials_per_hour_1']:.0f} trials/h), 2 workers {w['wall_2_s']:.1f} s "
               f"({w['trials_per_hour_2']:.0f} trials/h): ratio {w['ratio']:.2f} (target <= 0.6)")
+        print(f"digits job (search, fine-tuning shared by the workers, export, report): 1 worker "
+              f"{w['job_1_s']:.1f} s, 2 workers {w['job_2_s']:.1f} s: ratio {w['job_ratio']:.2f}")
     p = result["projection"]
     print(f"\nrecipes/resnet18.yaml on ImageNet, per-step times from {p['step_source']}:")
     for key in ("1_gpu", "8_gpu"):

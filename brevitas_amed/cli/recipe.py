@@ -1,5 +1,5 @@
 """``brevitas-amed recipe [RECIPE] [--set key=value ...] [--workers N] [--join]``: run or resume the
-whole job, with N local search workers, or add a search-only worker to a job running elsewhere."""
+whole job, with N local workers, or add a worker to a job running elsewhere."""
 
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ def add_parser(sub) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate the recipe, print it and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary (no progress bars)")
     p.add_argument("--workers", type=positive, default=1, metavar="N",
-                   help="search with N local processes sharing the study (one GPU each, round-robin, with "
-                        "device auto or cuda); this one then fine-tunes and reports")
+                   help="search and fine-tune with N local processes sharing the study (one GPU each, "
+                        "round-robin, with device auto or cuda); this one then reports")
     p.add_argument("--join", action="store_true",
-                   help="search only, as one more worker of the job that shares this recipe's output_dir and "
-                        "storage (another machine needs both on shared storage); fine-tuning and the report "
-                        "stay with the process that runs the recipe without --join")
+                   help="one more worker of the job that shares this recipe's output_dir and storage (another "
+                        "machine needs both on shared storage): it searches and, on a database storage, takes "
+                        "its share of the fine-tuning; the report stays with the process that runs the recipe "
+                        "without --join")
     # a launcher's own helpers (brevitas_amed/job/workers.py): their slot and log name, not for users
     p.add_argument("--worker-slot", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-log", default=None, help=argparse.SUPPRESS)
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             finished = join(recipe, progress, workers=args.workers, helpers=helpers, slot=slot,
                             log_name=args.worker_log)
             print(f"worker done: {finished} of {recipe.search.trials} trials finished in the study; the process "
-                  f"running this recipe without --join fine-tunes and reports (or run it once more)")
+                  f"running this recipe without --join reports (or run it once more)")
             return 0
         summary = run_job(recipe, progress, workers=args.workers, helpers=helpers)
     finally:

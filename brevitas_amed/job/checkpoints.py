@@ -55,6 +55,23 @@ LOCK_FILE = ".job.lock"
 
 
 @contextlib.contextmanager
+def claim(path: Path, wait: bool) -> Iterator[bool]:
+    """Hold the lock file ``path`` for the block and yield ``True``; without ``wait``, yield
+    ``False`` at once when another process holds it. The operating system releases the lock when
+    its holder dies (kill -9)."""
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
 def output_lock(out: Path, what: str) -> Iterator[None]:
     """Hold the output directory's lock (``out/.job.lock``) for the block; a worker that finds it
     held says so and waits. The operating system releases it when its holder dies (kill -9).

@@ -1,4 +1,8 @@
-"""Step 5-6: fine-tune a candidate from the shared weights, test it, export and verify QONNX."""
+"""Step 5-6: fine-tune a candidate from the shared weights, test it, export and verify QONNX.
+
+Several workers of one job share the fine-tuning (:func:`finetune_all`): each candidate is
+claimed through a lock file, ``models/.<label>.lock``, and its result is the stored record.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import hashlib
 import json
 import logging
 
-from brevitas_amed.job.checkpoints import load_or_none, save_atomic, write_text_atomic
+from brevitas_amed.job.checkpoints import claim, load_or_none, save_atomic, write_text_atomic
 from brevitas_amed.job.context import Job
 from brevitas_amed.job.inputs import reseed
 from brevitas_amed.job.progress import Progress
@@ -28,6 +32,28 @@ def finetune_key(job: Job, knob_bits: dict[str, int]) -> str:
     payload = json.dumps({"bits": knob_bits, "finetune": training,
                           "export": job.recipe.export.model_dump()}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def finetune_all(job: Job, candidates: list[Candidate], progress: Progress, wait: bool = True) -> list[FinalModel]:
+    """Fine-tune and export every candidate, sharing the work with the job's other workers.
+
+    A first pass takes each candidate no other worker is on; with ``wait``, a second pass waits
+    for each of the others and loads its stored result (or trains it, when its worker died).
+
+    Returns:
+        The fine-tuned models in candidate order: all of them with ``wait``, else those this
+        worker trained or found stored.
+    """
+    (job.out / MODELS).mkdir(exist_ok=True)
+    done: dict[str, FinalModel] = {}
+    for waiting in (False, True) if wait else (False,):
+        for candidate in candidates:
+            if candidate.label in done:
+                continue
+            with claim(job.out / MODELS / f".{candidate.label}.lock", wait=waiting) as held:
+                if held:
+                    done[candidate.label] = finetune_and_export(job, candidate, progress)
+    return [done[c.label] for c in candidates if c.label in done]
 
 
 def finetune_and_export(job: Job, candidate: Candidate, progress: Progress) -> FinalModel:

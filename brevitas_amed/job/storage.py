@@ -49,6 +49,12 @@ def make_storage(recipe: Recipe, out: Path) -> optuna.storages.BaseStorage:
                                           heartbeat_stale_trial_callback=retry)
 
 
+def settles(recipe: Recipe, out: Path) -> bool:
+    """Whether this job's storage fails a dead worker's trials (an RDB storage), so that a worker
+    can wait until no trial runs and then knows the study is final (:func:`has_heartbeat`)."""
+    return journal_path(storage_url(recipe, out)) is None
+
+
 def has_heartbeat(storage: optuna.storages.BaseStorage) -> bool:
     """Whether a dead worker's trials are ever failed in this storage (RDB: yes; journal: no)."""
     return isinstance(storage, optuna.storages.RDBStorage)

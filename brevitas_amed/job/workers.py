@@ -3,7 +3,8 @@
 Each helper is ``brevitas-amed recipe <resolved recipe> --join`` on its own device (one GPU each,
 round-robin, when the recipe's device is ``auto`` or ``cuda``); it shares the study through the
 recipe's storage and the float model and shared weights through the output directory, searches
-until the shared trial budget is spent, and exits. The launching process fine-tunes and reports.
+until the shared trial budget is spent, takes its share of the fine-tuning (on a storage with a
+heartbeat) and exits. The launching process waits for every model and reports.
 
 Helpers start first, before the launcher's own heavy imports, so that both import at once. A
 helper checks the recipe exactly as the launcher does and writes nothing before its checks pass:
@@ -48,6 +49,7 @@ class Helpers:
 
     members: list[Helper] = dataclasses.field(default_factory=list)
     recipe_path: str | None = None
+    ended: bool = False  # waited for, and any that ended badly reported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +144,10 @@ def last_line(helper: Helper, out: Path | None) -> str:
 
 def wait_for_helpers(helpers: Helpers, out: Path) -> None:
     """Wait until every helper has exited; say which did not end well (their trials are then
-    failed by the heartbeat and retried, or run by the launching process)."""
+    failed by the heartbeat and retried, or run by the launching process). Reports once."""
+    if helpers.ended:
+        return
+    helpers.ended = True
     for helper in helpers.members:
         code = helper.process.wait()
         if code == 0:
