@@ -175,6 +175,8 @@ def main() -> None:
     parser.add_argument("--gpu-qat-step-s", type=float, default=0.10, help="assumed when no GPU is present")
     parser.add_argument("--gpu-finetune-step-s", type=float, default=0.12, help="assumed when no GPU is present")
     parser.add_argument("--gpu-eval-batch-s", type=float, default=0.03, help="assumed when no GPU is present")
+    parser.add_argument("--decode-img-s", type=float, default=None,
+                        help="images/s one loader worker decodes, for the projection (default: measured, else 150)")
     parser.add_argument("--pipeline", action="store_true", help="also run the whole ResNet-18 job once per device")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -197,6 +199,8 @@ def main() -> None:
         gpu = {"device": "assumed GPU", "qat_step_s": args.gpu_qat_step_s, "finetune_step_s": args.gpu_finetune_step_s,
                "eval_batch_s": args.gpu_eval_batch_s,
                "decode_img_s_per_worker": cpu["decode_img_s_per_worker"] if cpu else 150.0}
+    if args.decode_img_s:
+        gpu = {**gpu, "decode_img_s_per_worker": args.decode_img_s}
     recipe = load_recipe(REPO / "recipes" / "resnet18.yaml")
     result["projection"] = {"step_source": gpu["device"], **{f"{g}_gpu": projection(recipe, gpu, g) for g in (1, 8)}}
     print_tables(result)
