@@ -31,8 +31,10 @@ class Candidate:
         method: The method that proposed it (a sampler, ``uniform``, or a strategy).
         knob_bits: ``{knob: bits}`` for every searchable knob.
         trial: The study's trial number, for search candidates.
-        search_accuracy: Validation accuracy the search measured, for search candidates.
-        search_quality: The quality score the search measured, for search candidates.
+        search_accuracy: Validation accuracy the search measured, for search candidates: the mean
+            over the trials that evaluated these bits.
+        search_quality: The quality score of that mean accuracy, for search candidates.
+        evaluations: How many trials the mean is over, for search candidates.
     """
 
     label: str
@@ -42,6 +44,7 @@ class Candidate:
     trial: Optional[int] = None
     search_accuracy: Optional[float] = None
     search_quality: Optional[float] = None
+    evaluations: Optional[int] = None
 
 
 @dataclasses.dataclass

@@ -116,6 +116,13 @@ def qonnx_check(final: FinalModel) -> str:
     return {True: "pass", False: "FAIL", None: "not run"}[final.qonnx.verified]
 
 
+def search_accuracy(final: FinalModel) -> str:
+    """The search's validation accuracy of a searched model: the mean over the trials of its bits."""
+    if final.search_accuracy is None:
+        return "-"
+    return f"{100 * final.search_accuracy:.2f}" + (f" ({final.evaluations})" if final.evaluations else "")
+
+
 def markdown(summary: Summary) -> str:
     fa = summary.float_accuracy
     lines = [f"# {summary.recipe}: AMED mixed-precision report", "",
@@ -123,11 +130,15 @@ def markdown(summary: Summary) -> str:
              f"sampler `{summary.sampler}`, {summary.trials} trials, {summary.elapsed_s} s",
              f"- float accuracy: val {100 * fa.val:.2f}%, test {100 * fa.test:.2f}%",
              f"- uniform 8-bit latency: {summary.uniform8_latency_cycles:,} cycles", "",
-             "| model | test acc (%) | Δ vs float (pt) | latency (cycles) | vs 8-bit | size (KB) | QONNX check |",
-             "|---|---|---|---|---|---|---|"]
+             "| model | search val acc (%, trials) | test acc (%) | Δ vs float (pt) | latency (cycles) | vs 8-bit "
+             "| size (KB) | QONNX check |",
+             "|---|---|---|---|---|---|---|---|"]
     for f in summary.finals:
         mark = " (best)" if f.label == summary.best else ""
-        lines.append(f"| {f.label}{mark} | {100 * f.test_accuracy:.2f} | {100 * (f.test_accuracy - fa.test):+.2f} "
-                     f"| {f.latency_cycles:,} | {f.latency_ratio:.2f} | {f.size_bits / 8192:.1f} | {qonnx_check(f)} |")
-    lines += ["", "![Pareto plot](pareto.png)", "", "![Per-layer bits](bits.png)", ""]
+        lines.append(f"| {f.label}{mark} | {search_accuracy(f)} | {100 * f.test_accuracy:.2f} "
+                     f"| {100 * (f.test_accuracy - fa.test):+.2f} | {f.latency_cycles:,} | {f.latency_ratio:.2f} "
+                     f"| {f.size_bits / 8192:.1f} | {qonnx_check(f)} |")
+    lines += ["", "Search val acc: what the search measured (validation accuracy after a trial's few adaptation "
+              "steps), the mean over the trials that evaluated those bits (their number in brackets).", "",
+              "![Pareto plot](pareto.png)", "", "![Per-layer bits](bits.png)", ""]
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
+from brevitas_amed.job.candidates import best_allocations
 from brevitas_amed.job.checkpoints import output_lock
 from brevitas_amed.job.context import Job
 from brevitas_amed.job.inputs import reseed
@@ -275,22 +276,15 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
 
 # --- candidates ----------------------------------------------------------------------------------
 def pareto_candidates(job: Job, study: optuna.Study) -> list[Candidate]:
-    """``finetune.top_k`` Pareto-best trials, best quality score first, one per latency."""
-    front = [t for t in study.best_trials if "quality" in t.user_attrs]
-    front.sort(key=lambda t: t.user_attrs["quality"], reverse=True)
-    picked: list[Candidate] = []
-    latencies: set[float] = set()
+    """``finetune.top_k`` allocations of the Pareto front of *mean* accuracies (a re-evaluated
+    state counts once, with the mean of its evaluations: one lucky draw does not make a
+    candidate), best quality score of the mean first, one per latency; each is named after its
+    first trial."""
     sampler = job.recipe.search.sampler
-    for t in front:
-        if len(picked) == job.recipe.finetune.top_k:
-            break
-        if t.values[1] in latencies:
-            continue  # same point of the front: fine-tuning it again adds nothing to the report
-        latencies.add(t.values[1])
-        picked.append(Candidate(label=f"{sampler}-t{t.number}", kind="search", method=sampler, trial=t.number,
-                                knob_bits={knob_name(p): v for p, v in t.params.items()},
-                                search_accuracy=t.values[0], search_quality=t.user_attrs["quality"]))
-    return picked
+    return [Candidate(label=f"{sampler}-t{a.trial}", kind="search", method=sampler, trial=a.trial,
+                      knob_bits={knob_name(p): v for p, v in a.params.items()}, search_accuracy=a.accuracy,
+                      search_quality=a.quality, evaluations=a.evaluations)
+            for a in best_allocations(study, job.quality.score, job.recipe.finetune.top_k)]
 
 
 def uniform_candidates(job: Job) -> list[Candidate]:

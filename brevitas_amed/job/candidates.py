@@ -1,0 +1,90 @@
+"""What the search found, per allocation: the mean over every evaluation of one set of bits.
+
+A trial's accuracy is one noisy draw (a few QAT steps on random batches, then a finite validation
+set), and AMED evaluates a state its chain is stuck at again; its energy is the mean of those
+evaluations. Ranking single trials would let one lucky draw of a re-evaluated state reach
+fine-tuning although its mean loses, so the candidates rank allocations by their mean accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import statistics
+from typing import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchedAllocation:
+    """One set of parameters of a two-objective ``(accuracy, latency)`` study, over all its
+    completed trials.
+
+    Attributes:
+        params: The study parameters.
+        trial: The first completed trial with these parameters (names the candidate).
+        accuracy: Mean accuracy over the completed trials.
+        latency: Their latency (the first trial's; latency does not depend on the draw).
+        evaluations: How many completed trials the mean is over.
+        quality: The quality score of the mean accuracy at that latency.
+    """
+
+    params: dict
+    trial: int
+    accuracy: float
+    latency: float
+    evaluations: int
+    quality: float
+
+
+def searched_allocations(study: optuna.Study, score: Callable[[float, float], float]) -> list[SearchedAllocation]:
+    """Completed trials grouped by identical parameters, in order of each group's first trial.
+
+    Args:
+        study: A study whose objective returns ``(accuracy, latency)``.
+        score: ``score(accuracy, latency)``, the quality score recomputed from the mean accuracy
+            (a job's ``QualityScore.score``).
+    """
+    groups: dict[tuple, list[optuna.trial.FrozenTrial]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.values is not None and len(t.values) == 2:
+            groups.setdefault(tuple(sorted(t.params.items())), []).append(t)
+    out = []
+    for trials in groups.values():
+        first = min(trials, key=lambda t: t.number)
+        accuracy = statistics.fmean(t.values[0] for t in trials)
+        latency = float(first.values[1])
+        out.append(SearchedAllocation(params=dict(first.params), trial=first.number, accuracy=accuracy,
+                                      latency=latency, evaluations=len(trials), quality=score(accuracy, latency)))
+    return sorted(out, key=lambda a: a.trial)
+
+
+def pareto_front(allocations: list[SearchedAllocation]) -> list[SearchedAllocation]:
+    """The allocations no other one dominates on (mean accuracy up, latency down), in order of
+    accuracy, best first: a sweep down the accuracies keeping the lowest latency seen."""
+    front: list[SearchedAllocation] = []
+    fastest = math.inf  # lowest latency among strictly more accurate allocations
+    ranked = sorted(allocations, key=lambda a: (-a.accuracy, a.latency, a.trial))
+    for _, tied in itertools.groupby(ranked, key=lambda a: a.accuracy):
+        tied = list(tied)
+        lowest = tied[0].latency
+        if lowest < fastest:
+            front += [a for a in tied if a.latency == lowest]  # equal values, other bits: both stay
+            fastest = lowest
+    return front
+
+
+def best_allocations(study: optuna.Study, score: Callable[[float, float], float], k: int) -> list[SearchedAllocation]:
+    """``k`` allocations of the front of mean accuracies, best quality score first, one per
+    latency (the same point of the front fine-tuned twice adds nothing)."""
+    front = sorted(pareto_front(searched_allocations(study, score)), key=lambda a: (-a.quality, a.trial))
+    picked: list[SearchedAllocation] = []
+    for a in front:
+        if len(picked) == k:
+            break
+        if all(a.latency != p.latency for p in picked):
+            picked.append(a)
+    return picked
