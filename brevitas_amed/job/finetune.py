@@ -7,6 +7,7 @@ claimed through a lock file, ``models/.<label>.lock``, and its result is the sto
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -69,7 +70,7 @@ def finetune_and_export(job: Job, candidate: Candidate, progress: Progress) -> F
     if record_path.is_file():
         stored = FinalModel.from_dict(json.loads(record_path.read_text()))
         if stored.key == key and load_or_none(job.out / stored.checkpoint) is not None:
-            return stored
+            return dataclasses.replace(stored, **vars(candidate))  # the search's figures as they are now
     q.load_state_dict(job.base_state)
     q.set_knob_bits(candidate.knob_bits)
     ft = recipe.finetune
