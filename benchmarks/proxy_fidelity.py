@@ -13,11 +13,16 @@ time per trial. Proxies:
   their standard deviation is the measured evaluation noise, printed beside the binomial one.
 - ``bn``: no training; batch-norm statistics re-estimated on ``--bn-batches`` training batches.
 
-The fine-tuned accuracy is measured on the test split and on validation + test together (more
-images, less noise); tau is also given on the allocations whose fine-tuned accuracy is within
-2 points of float (the ones the search must tell apart).
+The fine-tuned accuracy (the reference) is the mean of ``--finetunes`` K fine-tunings with other
+batch seeds, measured on the test split and on validation + test together (more images, less
+noise); tau is also given against the mean of the first K/2 fine-tunings (a noisier reference),
+on the allocations whose fine-tuned accuracy is within 2 points of float (the ones the search
+must tell apart), and as an estimate against a noiseless reference (K -> infinity; see
+:func:`noiseless_tau`). The ceiling row ranks the mean of half the fine-tunings against the
+mean of the other half: how far the reference itself is from noiseless.
 
     python benchmarks/proxy_fidelity.py                                   # digits, 32 allocations
+    python benchmarks/proxy_fidelity.py --steps 30,60 --repeats 4 --finetunes 4   # the README's table
     python benchmarks/proxy_fidelity.py --set model.name=resnet18 --set data.channels=3 \\
         --set data.image_size=16 --set finetune.epochs=2 --allocations 30  # ResNet-18, small input
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
 import statistics
 import tempfile
@@ -112,11 +118,18 @@ def proxies(job: Job, bits: dict[str, int], seed: int, args, known: dict) -> dic
         out[name] = [value, time.perf_counter() - started]
 
     s = job.recipe.search
+    single = {}  # proxies of one draw: batch seed -> accuracy
     if "recipe" in args.proxies:
-        timed("recipe", lambda: estimate_accuracy(job, bits, seed))
+        single["recipe"] = lambda sd: estimate_accuracy(job, bits, sd)
     for steps in args.steps if "steps" in args.proxies else []:
         more = job.recipe.model_copy(update={"search": s.model_copy(update={"adapt_steps": steps})})
-        timed(f"steps={steps}", lambda: estimate_accuracy(Job(**{**vars(job), "recipe": more}), bits, seed))
+        sjob = Job(**{**vars(job), "recipe": more})
+        single[f"steps={steps}"] = lambda sd, sjob=sjob: estimate_accuracy(sjob, bits, sd)
+    if "bn" in args.proxies:
+        single["bn"] = lambda sd: bn_reestimated(job, bits, args.bn_batches, sd)
+    for name, fn in single.items():  # draw r > 1 is stored as "<name>#r"
+        for r in range(args.draws):
+            timed(name if r == 0 else f"{name}#{r + 1}", lambda: fn(seed + 7919 * r))
     draws: list[float] = []
 
     def repeated() -> float:
@@ -127,8 +140,6 @@ def proxies(job: Job, bits: dict[str, int], seed: int, args, known: dict) -> dic
         timed(f"repeats={args.repeats}", repeated)
         if draws:
             out["noise"] = [statistics.stdev(draws) if len(draws) > 1 else float("nan"), 0.0]
-    if "bn" in args.proxies:
-        timed("bn", lambda: bn_reestimated(job, bits, args.bn_batches, seed))
     return out
 
 
@@ -144,10 +155,14 @@ def main() -> None:
     parser.add_argument("--steps", type=lambda t: [int(v) for v in t.split(",") if v], default=[30])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--bn-batches", type=int, default=8)
+    parser.add_argument("--draws", type=int, default=1,
+                        help="measure the recipe, steps and bn proxies with this many batch seeds each and print the "
+                             "tau of every draw: how much a tau moves with the batches alone")
     parser.add_argument("--output-dir", default=None, help="job folder (default: a temporary one)")
     parser.add_argument("--proxies", type=lambda t: set(t.split(",")), default={"recipe", "steps", "repeats", "bn"})
-    parser.add_argument("--finetune-seeds", type=int, default=2,
-                        help="fine-tune each allocation this many times (batch seeds seed, seed+1, ...)")
+    parser.add_argument("--finetunes", "--finetune-seeds", dest="finetunes", type=int, default=2,
+                        help="fine-tune each allocation K times (batch seeds seed, seed+1, ...); the reference is "
+                             "their mean, the ceiling row compares the mean of the first half with the other half")
     parser.add_argument("--json", default=None, help="write every measurement here")
     parser.add_argument("--reuse", default=None, help="a --json of an earlier run: what it measured is kept")
     args = parser.parse_args()
@@ -167,7 +182,8 @@ def main() -> None:
                                       if "ft_val" in before else [])
             row = {"label": label, "latency_ratio": job.latency.cycles(bits) / job.reference_latency,
                    "proxies": proxies(job, bits, recipe.seed + 100_000 + i, args, before.get("proxies", {})),
-                   "ft": ft + [finetuned(job, bits, recipe.seed + k) for k in range(len(ft), args.finetune_seeds)]}
+                   "ft": ft[:args.finetunes] + [finetuned(job, bits, recipe.seed + k)
+                                                for k in range(len(ft), args.finetunes)]}
             rows.append(row)
             print(f"{label:<22} latency {row['latency_ratio']:.3f}  "
                   + "  ".join(f"{k} {100 * v[0]:.2f}" for k, v in row["proxies"].items() if k != "noise")
@@ -178,40 +194,92 @@ def main() -> None:
     report(job, rows)
 
 
+def pooled_accuracy(fts: list[list[float]], n_val: int, n_test: int) -> tuple[float, float]:
+    """(test, val + test) accuracy of the mean of fine-tunings ``fts`` ([val, test, seconds] each)."""
+    test = statistics.fmean(f[1] for f in fts)
+    val = statistics.fmean(f[0] for f in fts)
+    return test, (val * n_val + test * n_test) / (n_val + n_test)
+
+
+def noiseless_tau(observed: float, split_half: float, k: int) -> float:
+    """An estimate of a proxy's tau against the fine-tuned accuracy averaged over infinitely many
+    fine-tunings, from its tau against the mean of ``k`` and the tau between two halves of them.
+
+    Kendall's tau is turned into a correlation (r = sin(pi tau / 2), exact for normal data), the
+    reference's reliability is the Spearman-Brown step-up of the split-half correlation, and the
+    proxy's correlation is divided by its square root (attenuation by the reference's noise only;
+    the proxy's own noise stays). A rough estimate: the errors are assumed independent."""
+    r_half = math.sin(math.pi * split_half / 2)
+    if not k >= 2 or r_half <= 0:
+        return float("nan")
+    halves = k / (k // 2)  # the full mean is this many times a half
+    reliability = halves * r_half / (1 + (halves - 1) * r_half)
+    r = math.sin(math.pi * observed / 2) / math.sqrt(reliability)
+    return 2 / math.pi * math.asin(max(-1.0, min(1.0, r)))
+
+
 def report(job: Job, rows: list[dict]) -> None:
     n_val, n_test = len(job.data.val), len(job.data.test)
-    # the fine-tuned accuracy: the mean over the fine-tuning seeds
-    test = [statistics.fmean(f[1] for f in r["ft"]) for r in rows]
-    val = [statistics.fmean(f[0] for f in r["ft"]) for r in rows]
-    pooled = [(v * n_val + t * n_test) / (n_val + n_test) for v, t in zip(val, test)]
+    k = min(len(r["ft"]) for r in rows)
+    half = k // 2
+    # the reference: the mean over the K fine-tunings; "half": the mean over the first K/2 of them
+    test, pooled = map(list, zip(*(pooled_accuracy(r["ft"][:k], n_val, n_test) for r in rows)))
+    half_pooled = [pooled_accuracy(r["ft"][:max(1, half)], n_val, n_test)[1] for r in rows]
     near = [i for i, t in enumerate(test) if t >= job.float_accuracy.test - 0.02]
-    ft_s = statistics.fmean(f[2] for r in rows for f in r["ft"])
-    n_ft = min(len(r["ft"]) for r in rows)
+    ft_s = statistics.fmean(f[2] for r in rows for f in r["ft"][:k])
     print(f"\n{len(rows)} allocations, latency {min(r['latency_ratio'] for r in rows):.3f}-"
           f"{max(r['latency_ratio'] for r in rows):.3f} of uniform 8-bit, fine-tuned test accuracy "
           f"{100 * min(test):.2f}-{100 * max(test):.2f}%; {len(near)} within 2 points of float on test; "
-          f"fine-tuning {ft_s:.1f} s per model, {n_ft} seed(s) each (accuracy: their mean)\n")
+          f"fine-tuning {ft_s:.1f} s per model, {k} seed(s) each (the reference: their mean)\n")
     noise = sorted(r["proxies"]["noise"][0] for r in rows if r["proxies"].get("noise"))
     if noise:
         print(f"evaluation noise (std of the recipe's trial repeated with other batches, per allocation): median "
               f"{100 * statistics.median(noise):.2f} pt, range {100 * noise[0]:.2f}-{100 * noise[-1]:.2f} pt; "
               f"binomial s.e. at the threshold {100 * evaluation_noise(job):.2f} pt\n")
-    print("| proxy | tau vs fine-tuned test | tau vs fine-tuned val+test | tau within 2 pt of float (test) "
-          "| s per trial |")
-    print("|---|---|---|---|---|")
-    if n_ft >= 2:  # how well one fine-tuning ranks like another: the ceiling for any proxy
-        a = [(r["ft"][0][1], r["ft"][1][1]) for r in rows]
-        b = [((r["ft"][0][0] * n_val + r["ft"][0][1] * n_test) / (n_val + n_test),
-              (r["ft"][1][0] * n_val + r["ft"][1][1] * n_test) / (n_val + n_test)) for r in rows]
-        print(f"| (another fine-tuning seed: seed 0 vs seed 1) | {tau([x[0] for x in a], [x[1] for x in a]):.3f} | "
-              f"{tau([x[0] for x in b], [x[1] for x in b]):.3f} | "
-              f"{tau([a[i][0] for i in near], [a[i][1] for i in near]):.3f} | {ft_s:.2f} |")
-    names = [p for p in rows[0]["proxies"] if p != "noise"]
-    for name in names:
+    split_test = split_half = float("nan")
+    if k >= 2:  # how well half the fine-tunings rank like the other half: the noise of the reference
+        a = [pooled_accuracy(r["ft"][:half], n_val, n_test) for r in rows]
+        b = [pooled_accuracy(r["ft"][half:2 * half], n_val, n_test) for r in rows]
+        split_test, split_half = tau([x[0] for x in a], [x[0] for x in b]), tau([x[1] for x in a], [x[1] for x in b])
+        first, second = ("1", "2") if half == 1 else (f"1-{half}", f"{half + 1}-{2 * half}")
+        ceiling = (f"| *ceiling: fine-tune{'s' * (half > 1)} {first} vs {second}* "
+                   f"| {split_test:.3f} | {split_half:.3f} | | "
+                   f"{tau([a[i][0] for i in near], [b[i][0] for i in near]):.3f} | | {ft_s:.2f} |")
+    print(f"| proxy | tau vs fine-tuned test (mean of {k}) | tau vs val+test (mean of {k}) "
+          f"| tau vs val+test (mean of {max(1, half)}) | tau within 2 pt of float (test) "
+          f"| tau vs noiseless test / val+test (est.) | s per trial |")
+    print("|---|---|---|---|---|---|---|")
+    if k >= 2:
+        print(ceiling)
+    names = [p for p in rows[0]["proxies"] if p != "noise" and all(p in r["proxies"] for r in rows)]
+    for name in [p for p in names if "#" not in p]:
         x = [r["proxies"][name][0] for r in rows]
         seconds = statistics.fmean(r["proxies"][name][1] for r in rows)
-        print(f"| {name} | {tau(x, test):.3f} | {tau(x, pooled):.3f} | "
-              f"{tau([x[i] for i in near], [test[i] for i in near]):.3f} | {seconds:.2f} |")
+        on_test, on_pooled = tau(x, test), tau(x, pooled)
+        print(f"| {name} | {on_test:.3f} | {on_pooled:.3f} | {tau(x, half_pooled):.3f} | "
+              f"{tau([x[i] for i in near], [test[i] for i in near]):.3f} | "
+              f"{noiseless_tau(on_test, split_test, k):.2f} / {noiseless_tau(on_pooled, split_half, k):.2f} "
+              f"| {seconds:.2f} |")
+
+    draw_table(rows, [p for p in names if "#" not in p], test, pooled)
+
+
+def draw_table(rows: list[dict], names: list[str], test: list[float], pooled: list[float]) -> None:
+    """Tau of each draw (batch seed) of the proxies measured more than once, and of their mean."""
+    lines = []
+    for name in names:
+        draws = [name] + sorted((p for p in rows[0]["proxies"] if p.startswith(name + "#")
+                                 and all(p in r["proxies"] for r in rows)), key=lambda p: int(p.split("#")[1]))
+        if len(draws) < 2:
+            continue
+        x = [[r["proxies"][d][0] for r in rows] for d in draws]
+        mean = [statistics.fmean(v) for v in zip(*x)]
+        lines.append(f"| {name} | {', '.join(f'{tau(v, test):.2f}' for v in x)} | "
+                     f"{', '.join(f'{tau(v, pooled):.2f}' for v in x)} | {tau(mean, test):.3f} "
+                     f"| {tau(mean, pooled):.3f} |")
+    if lines:
+        print("\n| proxy | tau of each draw vs fine-tuned test | each draw vs val+test | mean of the draws vs test "
+              "| mean of the draws vs val+test |\n|---|---|---|---|---|\n" + "\n".join(lines))
 
 
 if __name__ == "__main__":
