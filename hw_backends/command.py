@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import pydantic
-import yaml
 
 from hw_backends.base import Backend
 from hw_backends.cache import LatencyCache
 from hw_backends.errors import ProfileError, SimulationError, SimulationTimeout
 from hw_backends.precision import SimJob
+from hw_backends.profile import read_yaml_mapping, validated
 from hw_backends.report import LayerLatency
 from hw_backends.workload import Layer
 
@@ -101,28 +101,14 @@ def load_command_profile(profile: "str | Path | CommandProfile | Mapping[str, An
     if isinstance(profile, CommandProfile):
         return profile
     if isinstance(profile, Mapping):
-        return _validate(dict(profile), "command profile")
+        return validated(CommandProfile, dict(profile), "command profile")
     path = Path(str(profile)).expanduser()
     if not path.is_file():
         raise ProfileError(f"command profile {str(profile)!r} is not a file; the command backend needs a "
                            "YAML with name, clock_hz and command (see examples/command_profile.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"command profile {path}: not valid YAML ({exc})".replace("\n", " ")) from exc
-    if not isinstance(data, dict):
-        raise ProfileError(f"command profile {path}: expected a mapping of fields, got {type(data).__name__}")
+    data = read_yaml_mapping(path.read_text(), f"command profile {path}")
     data.setdefault("folder", str(path.parent))
-    return _validate(data, f"command profile {path}")
-
-
-def _validate(data: dict, origin: str) -> CommandProfile:
-    try:
-        return CommandProfile.model_validate(data)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(f"field '{'.'.join(str(p) for p in err['loc']) or '(profile)'}': {err['msg']}"
-                             for err in exc.errors())
-        raise ProfileError(f"{origin}: {problems}") from exc
+    return validated(CommandProfile, data, f"command profile {path}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import hashlib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pydantic
 import yaml
@@ -147,16 +147,38 @@ def _load_shipped(name: str) -> Profile:
 
 
 def _parse(text: str, origin: str) -> Profile:
+    return validated(Profile, read_yaml_mapping(text, f"profile {origin}"), f"profile {origin}")
+
+
+ModelT = TypeVar("ModelT", bound=pydantic.BaseModel)
+
+
+def read_yaml_mapping(text: str, origin: str) -> dict:
+    """The mapping of fields a profile YAML holds (every kind of profile: this one, a command
+    profile, a FINN profile).
+
+    Raises:
+        ProfileError: Not YAML, or not a mapping (the message starts with ``origin``).
+    """
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ProfileError(f"profile {origin}: not valid YAML ({exc})".replace("\n", " ")) from exc
+        raise ProfileError(f"{origin}: not valid YAML ({exc})".replace("\n", " ")) from exc
     if not isinstance(data, dict):
-        raise ProfileError(f"profile {origin}: expected a mapping of fields, got {type(data).__name__}")
+        raise ProfileError(f"{origin}: expected a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def validated(model: type[ModelT], data: dict, origin: str) -> ModelT:
+    """``model`` validated from ``data``.
+
+    Raises:
+        ProfileError: A field is missing, unknown or invalid; the message names every such field.
+    """
     try:
-        return Profile.model_validate(data)
+        return model.model_validate(data)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"field '{'.'.join(str(p) for p in err['loc']) or '(profile)'}': {err['msg']}"
             for err in exc.errors())
-        raise ProfileError(f"profile {origin}: {problems}") from exc
+        raise ProfileError(f"{origin}: {problems}") from exc

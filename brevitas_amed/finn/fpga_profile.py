@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import pydantic
-import yaml
 
 from hw_backends.errors import ProfileError
+from hw_backends.profile import read_yaml_mapping, validated
 
 DEFAULT_PROFILE = "zynq7020"
 
@@ -87,7 +87,7 @@ def load_fpga_profile(profile: "str | Path | FpgaProfile | Mapping[str, Any]") -
     if isinstance(profile, FpgaProfile):
         return profile
     if isinstance(profile, Mapping):
-        return _validate(dict(profile), "FINN profile")
+        return validated(FpgaProfile, dict(profile), "FINN profile")
     text = str(profile)
     shipped = shipped_fpga_profiles()
     if text in shipped:
@@ -97,19 +97,5 @@ def load_fpga_profile(profile: "str | Path | FpgaProfile | Mapping[str, Any]") -
         if not path.is_file():
             raise ProfileError(f"unknown FINN profile {text!r}: not a shipped FINN profile ({', '.join(shipped)}) "
                                "and no such file; pass one of those names or the path to a FINN profile YAML")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ProfileError(f"FINN profile {path}: not valid YAML ({exc})".replace("\n", " ")) from exc
-    if not isinstance(data, dict):
-        raise ProfileError(f"FINN profile {path}: expected a mapping of fields, got {type(data).__name__}")
-    return _validate(data, f"FINN profile {path}")
-
-
-def _validate(data: dict, origin: str) -> FpgaProfile:
-    try:
-        return FpgaProfile.model_validate(data)
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(f"field '{'.'.join(str(p) for p in err['loc']) or '(profile)'}': {err['msg']}"
-                             for err in exc.errors())
-        raise ProfileError(f"{origin}: {problems}") from exc
+    origin = f"FINN profile {path}"
+    return validated(FpgaProfile, read_yaml_mapping(path.read_text(), origin), origin)
