@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
+from pydantic import BaseModel
 from torch.utils.data import DataLoader
 
 import hw_backends
@@ -64,6 +66,24 @@ def make_backend(recipe: Recipe) -> hw_backends.Backend:
     return hw_backends.get(recipe.hardware.backend, profile=recipe.hardware.profile, **kwargs)
 
 
+def same_setting(stored: Any, now: Any, defaults: dict[str, Any]) -> bool:
+    """Whether a stamped section equals the current one. A setting the stamp lacks was added
+    after the stamp was written: the same, as long as it is at its default (``defaults``)."""
+    if not (isinstance(stored, dict) and isinstance(now, dict)):
+        return stored == now
+    missing = object()
+    return (set(stored) <= set(now) and all(stored[k] == now[k] for k in stored)
+            and all(now[k] == defaults.get(k, missing) for k in set(now) - set(stored)))
+
+
+def section_defaults(recipe: Recipe, section: str) -> dict[str, Any]:
+    """The default of every field of one recipe section."""
+    value = getattr(recipe, section, None)
+    if not isinstance(value, BaseModel):
+        return {}
+    return {name: field.get_default(call_default_factory=True) for name, field in type(value).model_fields.items()}
+
+
 def prepare_output_dir(recipe: Recipe) -> Path:
     """Create the output directory; refuse to resume a study made by an incompatible recipe.
 
@@ -77,8 +97,10 @@ def prepare_output_dir(recipe: Recipe) -> Path:
     current = recipe.search_affecting()
     if stamp.is_file():
         previous = json.loads(stamp.read_text()).get("search_affecting") or {}
-        # a section the stamp lacks was not recorded by the version that wrote it: not a change
-        changed = sorted(k for k in previous if previous[k] != current.get(k))
+        # what the stamp lacks was not recorded by the version that wrote it: not a change, as long
+        # as a setting added since keeps its default (that version behaved as the default does)
+        changed = sorted(k for k in previous
+                         if not same_setting(previous[k], current.get(k), section_defaults(recipe, k)))
         if changed:
             raise RecipeError(f"output_dir {str(out)!r} holds a study made with different {', '.join(changed)} settings; "
                               f"set output_dir to a new folder (or delete this one) to start over")

@@ -135,8 +135,13 @@ class SearchConfig(_Section):
     reevaluate_after: Optional[int] = Field(3, ge=1, description="amed: after this many rejected trials in a row, "
                                                                  "re-evaluate the current state (null: never)")
     max_evaluations: int = Field(3, ge=1, description="amed: most evaluations of one state re-evaluation asks for")
-    adapt_steps: int = Field(10, ge=0, description="per-trial QAT steps at the proposed bits")
+    proxy: Literal["adapt", "batchnorm"] = Field(
+        "adapt", description="what a trial measures before its validation accuracy: adapt_steps QAT steps from "
+                             "the shared weights, or no training with batch-norm statistics re-estimated")
+    adapt_steps: int = Field(10, ge=0, description="per-trial QAT steps at the proposed bits (proxy adapt)")
     adapt_lr: float = Field(1e-3, gt=0)
+    bn_batches: int = Field(8, ge=1, description="training batches the batchnorm proxy re-estimates on")
+    draws: int = Field(1, ge=1, description="a trial's accuracy: the mean of this many draws (other batches)")
     eval_batches: Optional[int] = Field(None, ge=1, description="validation batches per trial (default all)")
     timeout_s: Optional[float] = Field(None, gt=0)
     heartbeat_s: int = Field(10, ge=1, description="seconds between a worker's heartbeats; a trial whose worker "
@@ -229,13 +234,14 @@ class Recipe(_Section):
         """What a stored study depends on: resuming with other values would mix results.
 
         The seed, model, data, quantization, hardware and quality sections, and the search settings
-        that shape each trial's accuracy (shared-weight epochs, adaptation steps and rate, evaluation
-        batches). Everything else (trial budget, sampler, temperatures, storage, fine-tuning, export,
+        that shape each trial's accuracy (shared-weight epochs, the proxy and its steps, rate,
+        batches and draws, evaluation batches). Everything else (trial budget, sampler, temperatures, storage, fine-tuning, export,
         threads, device, data loader workers, the latency cache) may change between runs.
         """
         return self.model_dump(include={"seed": True, "model": True, "data": True, "quantization": True,
                                         "hardware": True, "quality": True,
-                                        "search": {"warmup_epochs", "adapt_steps", "adapt_lr", "eval_batches"}},
+                                        "search": {"warmup_epochs", "proxy", "adapt_steps", "adapt_lr", "bn_batches",
+                                                   "draws", "eval_batches"}},
                                exclude={"hardware": {"cache"}, "data": {"num_workers"}})
 
 

@@ -23,7 +23,7 @@ from brevitas_amed.job.storage import has_heartbeat, make_storage
 from brevitas_amed.quant import Knob
 from brevitas_amed.search import AMEDSampler, GeometricAnnealing, ModelSizeLimit, binomial_noise
 from brevitas_amed.training.device import out_of_memory_advice
-from brevitas_amed.training.loops import evaluate, train
+from brevitas_amed.training.loops import evaluate, reestimate_batchnorm, train
 
 log = logging.getLogger("brevitas_amed")
 
@@ -105,19 +105,27 @@ def open_study(job: Job, sampler: optuna.samplers.BaseSampler | None = None,
 
 # --- the objective -------------------------------------------------------------------------------
 def estimate_accuracy(job: Job, knob_bits: dict[str, int], seed: int) -> float:
-    """Short QAT at the proposed bits from the shared weights, then validation accuracy.
+    """The search's accuracy of an allocation, from the shared weights: ``search.adapt_steps`` QAT
+    steps (proxy ``adapt``) or batch-norm statistics re-estimated on ``search.bn_batches`` training
+    batches (proxy ``batchnorm``), then validation accuracy; the mean of ``search.draws`` such
+    draws on other batches.
 
     A departure from AMED, whose chain trains one network's weights as it moves: every trial here
     restarts from the shared weights (trained once at random bits), so a trial's accuracy depends
     only on its bits and seed, parallel workers can share one study, and a rerun repeats it."""
     s = job.recipe.search
     q = job.qmodel
-    q.load_state_dict(job.base_state)
-    q.set_knob_bits(knob_bits)
-    if s.adapt_steps:
-        reseed(job.loaders, seed)
-        train(q, job.loaders["train"], steps=s.adapt_steps, lr=s.adapt_lr)
-    return evaluate(q, job.loaders["val"], s.eval_batches)
+    accuracies = []
+    for draw in range(s.draws):
+        q.load_state_dict(job.base_state)
+        q.set_knob_bits(knob_bits)
+        reseed(job.loaders, seed + 100_003 * draw)
+        if s.proxy == "batchnorm":
+            reestimate_batchnorm(q, job.loaders["train"], s.bn_batches)
+        elif s.adapt_steps:
+            train(q, job.loaders["train"], steps=s.adapt_steps, lr=s.adapt_lr)
+        accuracies.append(evaluate(q, job.loaders["val"], s.eval_batches))
+    return sum(accuracies) / len(accuracies)
 
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"

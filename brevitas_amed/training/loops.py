@@ -96,6 +96,34 @@ def train(model: nn.Module, loader: DataLoader, epochs: int = 1, lr: float = 1e-
                 break
 
 
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, loader: Iterable, batches: int) -> None:
+    """Recompute every batch-norm layer's running statistics from ``batches`` batches (a
+    cumulative average), the rest of the model in eval mode; the model ends in eval mode.
+
+    (Brevitas' ``norm_correction_mode`` rescales the old statistics towards the new ones instead,
+    and leaves the momentum unset.)
+    """
+    norms = [m for m in model.modules() if isinstance(m, BATCH_NORMS)]
+    model.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+        m.train()
+    device = model_device(model)
+    try:
+        for x, _ in itertools.islice(loader, batches):
+            model(to_device(x, device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.eval()
+
+
 def random_bits_sampler(qmodel, rng: random.Random):
     """A ``bit_sampler`` that sets every searchable knob to a random allowed width."""
     space = qmodel.search_space()
