@@ -39,16 +39,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from scipy.stats import kendalltau
-from torch import nn
 
 from brevitas_amed.job.context import Job, build_job
 from brevitas_amed.job.inputs import reseed
 from brevitas_amed.job.progress import no_progress
 from brevitas_amed.job.recipe import load_recipe
 from brevitas_amed.job.search import estimate_accuracy, evaluation_noise
-from brevitas_amed.training.loops import evaluate, train
+from brevitas_amed.training.loops import evaluate, reestimate_batchnorm, train
 
 # Sets of widths random allocations draw from: narrow sets give low or high accuracy, wide ones mix.
 WIDTH_SETS = ([2, 3], [2, 3, 4], [3, 4], [2, 4, 8], [3, 4, 6], [4, 6, 8], None, None)
@@ -71,25 +69,13 @@ def allocations(job: Job, n: int, seed: int) -> list[tuple[str, dict[str, int]]]
 
 
 def bn_reestimated(job: Job, bits: dict[str, int], batches: int, seed: int) -> float:
-    """Validation accuracy at ``bits`` from the shared weights, batch-norm statistics re-estimated."""
+    """Validation accuracy at ``bits`` from the shared weights, batch-norm statistics re-estimated
+    (what ``search.proxy: batchnorm`` measures)."""
     q = job.qmodel
     q.load_state_dict(job.base_state)
     q.set_knob_bits(bits)
-    norms = [m for m in q.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     reseed(job.loaders, seed)
-    q.eval()
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches
-        m.train()
-    with torch.no_grad():
-        for step, (x, _) in enumerate(job.loaders["train"]):
-            if step >= batches:
-                break
-            q(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+    reestimate_batchnorm(q, job.loaders["train"], batches)
     return evaluate(q, job.loaders["val"], job.recipe.search.eval_batches)
 
 
