@@ -65,8 +65,9 @@ def test_kill_9_of_one_worker_mid_trial_loses_nothing_and_the_job_reports(tmp_pa
         retries = [t for t in trials if optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(t)
                    == number]
         # killed before it drew its parameters, an enqueued start allocation is retried with those
+        # (a sampled trial killed that early has none to repeat)
         expected = trials[number].params or trials[number].system_attrs.get("fixed_params")
-        assert len(retries) == 1 and retries[0].params == expected
+        assert len(retries) == 1 and (not expected or retries[0].params == expected)
         assert retries[0].state == State.COMPLETE
     assert len(completed(trials)) >= 12 and {proc.pid, pid} <= worker_pids(trials)
     summary = json.loads((out / "summary.json").read_text())
