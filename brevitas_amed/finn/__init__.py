@@ -4,8 +4,9 @@
   estimate reports; writes ``finn.json`` and ``finn.md`` and checks FINN's weight datatypes
   against the chosen bits (``check.py``).
 * ``env.py``: finds or builds FINN's virtual environment (FINN pins its own brevitas and onnx).
-* ``finn_runner.py`` and ``finn_steps.py`` run inside that environment only (they import
-  ``finn``); the main package never imports them.
+* ``finn_runner.py``, ``finn_steps.py``, ``qonnx_speed.py`` and ``layer_estimates.py`` run
+  inside that environment only (they import ``finn`` or ``qonnx``); the main package never
+  imports them. ``backend.py`` is the ``finn`` latency backend (it runs ``layer_estimates.py``).
 
 Importing this package imports neither torch nor FINN.
 """

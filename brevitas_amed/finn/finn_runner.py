@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # finn_steps beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # finn_steps and qonnx_speed beside this file
 
 from finn.util.settings import initialize_dummy_settings  # noqa: E402
 
@@ -41,11 +41,15 @@ from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 from qonnx.custom_op.registry import getCustomOp  # noqa: E402
 
 import finn_steps  # noqa: E402
+import qonnx_speed  # noqa: E402
+
+qonnx_speed.use_linear_graph_helpers()  # qonnx's graph helpers in linear time: same graphs
 
 MATRIX_OPS = ("MVAU", "VVAU")  # FINN's matrix-vector and vector-vector (depthwise) units
 RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
 
-FRONT = [("qonnx_to_finn", fs.step_qonnx_to_finn), ("tidy_up", fs.step_tidy_up),
+FRONT = [("bias_quant_shapes", finn_steps.step_amed_bias_quant_shapes),
+         ("qonnx_to_finn", fs.step_qonnx_to_finn), ("tidy_up", fs.step_tidy_up),
          ("streamline", finn_steps.step_amed_streamline), ("pool_head", finn_steps.step_amed_pool_head),
          ("integer_io", finn_steps.step_amed_integer_io)]
 BACK = [("convert_to_hw", fs.step_convert_to_hw),
