@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from brevitas_amed.job.context import Job, build_job
 from brevitas_amed.job.finetune import finetune_and_export
+from brevitas_amed.job.inputs import reseed
 from brevitas_amed.job.progress import Progress, tqdm_progress
 from brevitas_amed.job.recipe import Recipe
 from brevitas_amed.job.records import Candidate, Comparison, SearchCompute
@@ -61,6 +62,7 @@ def strategy_candidates(job: Job, method: str) -> list[Candidate]:
                           calib_batches=job.recipe.quantization.calibration_batches,
                           size_limit_bits=job.quality.max_size_bits, seed=job.recipe.seed)
     job.qmodel.load_state_dict(job.base_state)
+    reseed(job.loaders, job.recipe.seed)  # the same batches whatever ran before (a resume runs less)
     module = {"ohq": ohq, "differentiable": differentiable}[method]
     started = time.time()
     allocations = module.propose(ctx, n_points=job.recipe.finetune.top_k)
