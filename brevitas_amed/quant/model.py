@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Mapping, Sequence
 
 import torch
@@ -40,6 +41,19 @@ class QuantizedModel(nn.Module):
         self.layer_knobs = layer_knobs
         self._shared_paths = _shared_module_paths(graph_model)
         self.register_load_state_dict_post_hook(QuantizedModel._after_load)
+
+    def load_state_dict(self, state_dict: Mapping[str, torch.Tensor], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, and the model stays on its device.
+
+        Brevitas rebuilds each quantizer's modules when a state is loaded
+        (``brevitas.config.REINIT_ON_STATE_DICT_LOAD``), and it builds them on the CPU: on a GPU the
+        learned activation scales would land on the CPU while the weights stay on the GPU, and the
+        next forward pass fails. They are moved back to the device the model was on."""
+        place = next(itertools.chain(self.parameters(), self.buffers()), None)
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if place is not None:
+            self.to(place.device)
+        return result
 
     @staticmethod
     def _after_load(module: "QuantizedModel", _incompatible_keys) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -228,3 +229,13 @@ def test_residual_scales_stay_tied_after_loading_and_training(qdigits, digits_sp
     qdigits.eval()
     with torch.no_grad():
         assert torch.isfinite(qdigits(x)).all()  # an untied scale raises "Scaling factors are different"
+
+
+def test_loading_a_state_keeps_every_tensor_on_the_models_device(qdigits):
+    """Brevitas rebuilds each quantizer's modules, on the CPU, when a state is loaded: on a GPU the
+    learned scales landed on the CPU and every trial failed. The meta device shows it without a GPU."""
+    state = copy.deepcopy(qdigits.state_dict())
+    q = copy.deepcopy(qdigits).to("meta")
+    q.load_state_dict(state)
+    elsewhere = [n for n, t in itertools.chain(q.named_parameters(), q.named_buffers()) if t.device.type != "meta"]
+    assert not elsewhere, elsewhere[:3]
