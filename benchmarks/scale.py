@@ -13,6 +13,7 @@
   printed as such).
 
     python benchmarks/scale.py [--skip-resnet] [--skip-workers] [--digits-trials 120] [--json out.json]
+    python benchmarks/scale.py --skip-workers --devices cuda:0 --pipeline   # a GPU's rows and whole job
 """
 
 from __future__ import annotations
@@ -73,11 +74,12 @@ def per_step(fn, batch, repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def resnet_figures(tree: Path, device: str, work: Path, repeats: int) -> dict:
+def resnet_figures(tree: Path, device: str, work: Path, repeats: int, size: int = 224) -> dict:
     """Per-step and per-trial seconds of recipes/resnet18.yaml's settings on ``device``."""
     recipe = load_recipe(REPO / "recipes" / "resnet18.yaml", [
         f"data.path={tree}", "model.weights=none", "model.pretrain.epochs=0", "search.warmup_epochs=0",
         "hardware.backend=analytic", f"output_dir={work / device.replace(':', '')}", f"device={device}",
+        f"data.image_size={size}",
         f"data.num_workers={min(os.cpu_count() or 1, 4)}", "quantization.calibration_batches=1", "search.trials=2"])
     job = build_job(recipe, no_progress())
     q = job.qmodel
@@ -106,13 +108,14 @@ def resnet_figures(tree: Path, device: str, work: Path, repeats: int) -> dict:
             "trial_s": trial, "trial_small_s": measured_trial, "decode_img_s_per_worker": decode}
 
 
-def whole_pipeline(tree: Path, device: str, work: Path) -> dict:
+def whole_pipeline(tree: Path, device: str, work: Path, size: int = 224) -> dict:
     """The whole job (search, fine-tuning, QONNX export and check) of ResNet-18 at 224 on the tree."""
     recipe = load_recipe(REPO / "recipes" / "resnet18.yaml", [
         f"data.path={tree}", "model.weights=none", "model.pretrain.epochs=1", "hardware.backend=analytic",
         f"output_dir={work / ('pipeline-' + device.replace(':', ''))}", f"device={device}", "search.trials=4",
         "search.adapt_steps=4", "search.eval_batches=1", "finetune.epochs=1", "finetune.top_k=1",
-        "finetune.baselines=[8]", "export.verify_samples=2", f"data.num_workers={min(os.cpu_count() or 1, 4)}"])
+        "finetune.baselines=[8]", "export.verify_samples=2", f"data.num_workers={min(os.cpu_count() or 1, 4)}",
+        f"data.image_size={size}"])
     started = time.perf_counter()
     summary = run(recipe, progress=no_progress())
     return {"device": device, "wall_s": time.perf_counter() - started, "trials": summary.trials,
@@ -178,6 +181,9 @@ def main() -> None:
     parser.add_argument("--decode-img-s", type=float, default=None,
                         help="images/s one loader worker decodes, for the projection (default: measured, else 150)")
     parser.add_argument("--pipeline", action="store_true", help="also run the whole ResNet-18 job once per device")
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated devices for the ResNet-18 figures (default: cpu and every CUDA device)")
+    parser.add_argument("--image-size", type=int, default=224, help="ResNet-18's input size (the figures are for 224)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -186,11 +192,13 @@ def main() -> None:
         work = Path(tmp)
         if not args.skip_resnet:
             tree = make_tree(work / "tree")
-            for device in ["cpu"] + [f"cuda:{i}" for i in range(cuda_count())]:
+            devices = args.devices.split(",") if args.devices else ["cpu"] + [f"cuda:{i}" for i in range(cuda_count())]
+            for device in devices:
                 repeats = args.repeats * (10 if device != "cpu" else 1)
-                result["resnet18"].append(resnet_figures(tree, device, work, repeats))
+                result["resnet18"].append(resnet_figures(tree, device, work, repeats, args.image_size))
+                print(resnet_row(result["resnet18"][-1]), flush=True)
                 if args.pipeline:
-                    result.setdefault("pipeline", []).append(whole_pipeline(tree, device, work))
+                    result.setdefault("pipeline", []).append(whole_pipeline(tree, device, work, args.image_size))
         if not args.skip_workers:
             result["digits_workers"] = digits_workers(args.digits_trials, work / "digits")
     gpu = next((r for r in result["resnet18"] if r["device"] != "cpu"), None)
@@ -208,13 +216,17 @@ def main() -> None:
         args.json.write_text(json.dumps(result, indent=1))
 
 
+def resnet_row(r: dict) -> str:
+    return (f"| {r['name']} ({r['threads']} threads) | {r['qat_step_s']:.3f} | {r['finetune_step_s']:.3f} | "
+            f"{r['eval_batch_s']:.3f} | {r['trial_s']:.1f} | {r['decode_img_s_per_worker']:.0f} |")
+
+
 def print_tables(result: dict) -> None:
     if result["resnet18"]:
         print("| device | QAT step (s) | fine-tune step (s) | val batch (s) | trial (s) | decode img/s/worker |")
         print("|---|---|---|---|---|---|")
         for r in result["resnet18"]:
-            print(f"| {r['name']} ({r['threads']} threads) | {r['qat_step_s']:.3f} | {r['finetune_step_s']:.3f} | "
-                  f"{r['eval_batch_s']:.3f} | {r['trial_s']:.1f} | {r['decode_img_s_per_worker']:.0f} |")
+            print(resnet_row(r))
     for p in result.get("pipeline", []):
         print(f"\nwhole ResNet-18 job on {p['device']}: {p['wall_s']:.0f} s, {p['trials']} trials, models {p['models']}")
     w = result.get("digits_workers")
