@@ -148,9 +148,9 @@ class _LearnedBits:
         self._handles = [impl.register_forward_hook(self._hook(k)) for k in space for impl in qmodel.knobs[k].impls()]
 
     def _hook(self, knob: str):
-        def replace_bit_width(_module, _inputs, _output):
-            theta = self.theta[knob]
-            return theta + (nearest_choice(theta, self.choices[knob]) - theta).detach()
+        def replace_bit_width(_module, _inputs, output):
+            theta = self.theta[knob]  # on the CPU with the cost tables; the quantizer's device may differ
+            return (theta + (nearest_choice(theta, self.choices[knob]) - theta).detach()).to(output.device)
         return replace_bit_width
 
     def clamp_(self) -> None:
