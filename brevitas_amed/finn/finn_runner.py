@@ -40,6 +40,7 @@ from finn.transformation.fpgadataflow.set_folding import SetFolding  # noqa: E40
 from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 from qonnx.custom_op.registry import getCustomOp  # noqa: E402
 
+import activation_steps  # noqa: E402
 import finn_steps  # noqa: E402
 import qonnx_speed  # noqa: E402
 
@@ -50,9 +51,12 @@ RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 FRONT = [("bias_quant_shapes", finn_steps.step_amed_bias_quant_shapes),
          ("qonnx_to_finn", fs.step_qonnx_to_finn), ("tidy_up", fs.step_tidy_up),
-         ("streamline", finn_steps.step_amed_streamline), ("pool_head", finn_steps.step_amed_pool_head),
+         ("hardsigmoid_thresholds", activation_steps.step_amed_hardsigmoid_thresholds),
+         ("hardswish_lookup", activation_steps.step_amed_hardswish_lookup),
+         ("streamline", finn_steps.step_amed_streamline),
+         ("lookup_layouts", activation_steps.step_amed_lookup_layouts), ("pool_head", finn_steps.step_amed_pool_head),
          ("integer_io", finn_steps.step_amed_integer_io)]
-BACK = [("convert_to_hw", fs.step_convert_to_hw),
+BACK = [("lookup_to_hw", activation_steps.step_amed_lookup_to_hw), ("convert_to_hw", fs.step_convert_to_hw),
         ("create_dataflow_partition", fs.step_create_dataflow_partition),
         ("specialize_layers", fs.step_specialize_layers)]
 FOLD = [("target_fps_parallelization", fs.step_target_fps_parallelization),
@@ -136,12 +140,49 @@ def host_input(x: np.ndarray, quant: dict | None) -> np.ndarray:
     return np.round(q / scale).astype(np.float32)
 
 
+def im2col_any_map(original):
+    """qonnx's ``Im2Col`` execution, also for maps of one row or column with a 2-d kernel or padding.
+
+    qonnx refuses those ("Unexpected kernel shape and padding for input image of dimensions
+    (N, 1, W, C)"): a guard for 1-d convolutions, whose height 1 is a dummy axis. The late stages
+    of a network at a small input are real 1-pixel maps (3x3 or 5x5 kernels, padded), which qonnx's
+    own index-based ``im2col_indices_nchw`` computes like any other map; only the check uses this."""
+    from qonnx.custom_op.general.im2col import compute_conv_output_dim, im2col_indices_nchw
+
+    def execute_node(self, context, graph):
+        x = context[self.onnx_node.input[0]]
+        n, h, w, c = x.shape
+        if h != 1 and w != 1:
+            return original(self, context, graph)
+        (k_h, k_w), (s_h, s_w) = self.get_nodeattr("kernel_size"), self.get_nodeattr("stride")
+        (d_h, d_w), pad = self.get_nodeattr("dilations"), self.get_nodeattr("pad_amount")
+        out_h = compute_conv_output_dim(h, k_h, s_h, pad[0] + pad[2], d_h)
+        out_w = compute_conv_output_dim(w, k_w, s_w, pad[1] + pad[3], d_w)
+        cols = im2col_indices_nchw(x.transpose(0, 3, 1, 2), h, w, k_h, k_w, pad, s_h, s_w,
+                                   pad_val=self.get_nodeattr("pad_value"), dilation_h=d_h, dilation_w=d_w)
+        cols = cols.reshape(n, c, k_h, k_w, out_h, out_w).transpose(0, 4, 5, 2, 3, 1)
+        context[self.onnx_node.output[0]] = cols.reshape(n, out_h, out_w, k_h * k_w * c)
+
+    return execute_node
+
+
 def streamlined_difference(qonnx_model: ModelWrapper, model: ModelWrapper, samples: int, seed: int = 0) -> float:
     """Largest output difference between the QONNX model on float inputs and the streamlined FINN
     graph fed what the host feeds it (the integers of the input quantizer), times the output
-    scale the host applies; FINN's executor runs both."""
+    scale the host applies; FINN's executor runs both (``Im2Col`` also on 1-pixel maps:
+    ``im2col_any_map``)."""
     from finn.core.onnx_exec import execute_onnx
+    from qonnx.custom_op.general.im2col import Im2Col
 
+    original = Im2Col.execute_node
+    Im2Col.execute_node = im2col_any_map(original)
+    try:
+        return largest_difference(qonnx_model, model, samples, seed, execute_onnx)
+    finally:
+        Im2Col.execute_node = original
+
+
+def largest_difference(qonnx_model: ModelWrapper, model: ModelWrapper, samples: int, seed: int, execute_onnx) -> float:
     rng = np.random.default_rng(seed)
     quant = input_quantizer(qonnx_model) if model.get_metadata_prop("amed_input_dtype") else None
     out_scale = np.asarray(json.loads(model.get_metadata_prop("amed_output_scale") or "1.0"), dtype=np.float32)
