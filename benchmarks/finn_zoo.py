@@ -4,9 +4,12 @@
 
     python benchmarks/finn_zoo.py [--out /tmp/finn_zoo] [--models resnet18,mobilenet_v2,...]
 
+(families: ``resnet18``, ``mobilenet_v2``, ``mobilenet_v3_small``, ``efficientnet_b0``; the
+default leaves out EfficientNet-B0, whose FINN flow alone takes tens of minutes on two cores.)
+
 The jobs use the digits data upsampled to ``--image-size`` with three channels and tiny search
 settings: the point is the exported graphs (residual blocks, depthwise convolutions, squeeze-and-
-excitation, hard-swish), not their accuracy. Prints one line per family and writes
+excitation, hard-swish, SiLU), not their accuracy. Prints one line per family and writes
 ``OUT/finn_zoo.json``. ``--set KEY=VALUE`` adds recipe settings to the jobs: with the default
 ``scalesim`` profile the analytic latency of these tiny jobs does not move with the bits, every
 trial ties and the all-8-bit start wins, so for a searched mixed allocation use e.g.
@@ -29,7 +32,8 @@ TINY = ["hardware.backend=analytic", "search.trials=2", "search.warmup_epochs=1"
         "export.verify_samples=1", "data.channels=3", "threads=1"]
 
 
-def run_family(name: str, out: Path, image_size: int, target_fps: int, extra: list[str] = ()) -> dict:
+def run_family(name: str, out: Path, image_size: int, target_fps: int, extra: list[str] = (),
+               timeout: float = 1800) -> dict:
     job = out / name
     start = time.time()
     if not (job / "summary.json").is_file():
@@ -39,7 +43,8 @@ def run_family(name: str, out: Path, image_size: int, target_fps: int, extra: li
         if job_run.returncode != 0:
             return {"family": name, "ok": False, "stage": "job", "error": job_run.stderr.strip()[-500:]}
     job_s = time.time() - start
-    finn = subprocess.run([sys.executable, "-m", "brevitas_amed", "finn", str(job), "--target-fps", str(target_fps)],
+    finn = subprocess.run([sys.executable, "-m", "brevitas_amed", "finn", str(job), "--target-fps", str(target_fps),
+                           "--timeout", str(timeout)],
                           capture_output=True, text=True, cwd=REPO)
     report = json.loads((job / "finn.json").read_text()) if (job / "finn.json").is_file() else {"models": []}
     return {"family": name, "ok": finn.returncode == 0, "stage": "finn", "job_seconds": round(job_s),
@@ -55,12 +60,14 @@ def main() -> None:
     p.add_argument("--models", default="resnet18,mobilenet_v2,mobilenet_v3_small")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--target-fps", type=int, default=1000)
+    p.add_argument("--finn-timeout", type=float, default=1800,
+                   help="seconds FINN may take per model (EfficientNet-B0's streamlining alone: > 27 min on 2 cores)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="extra recipe setting for the jobs (repeatable), e.g. search.trials=8 for a mixed allocation")
     args = p.parse_args()
     results = []
     for name in args.models.split(","):
-        results.append(run_family(name, args.out, args.image_size, args.target_fps, args.set))
+        results.append(run_family(name, args.out, args.image_size, args.target_fps, args.set, args.finn_timeout))
         r = results[-1]
         print(f"{name}: {'pass' if r['ok'] else 'FAIL'} ({r['stage']}) "
               + "; ".join(f"{m['label']}: {'ok' if m['ok'] else m['failed_step']}" for m in r.get("models", [])),

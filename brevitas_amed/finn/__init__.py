@@ -4,8 +4,8 @@
   estimate reports; writes ``finn.json`` and ``finn.md`` and checks FINN's weight datatypes
   against the chosen bits (``check.py``).
 * ``env.py``: finds or builds FINN's virtual environment (FINN pins its own brevitas and onnx).
-* ``finn_runner.py``, ``finn_steps.py``, ``activation_steps.py`` (Hardswish as a table lookup,
-  Hardsigmoid folded into thresholds), ``qonnx_speed.py`` and ``layer_estimates.py`` run
+* ``finn_runner.py``, ``finn_steps.py``, ``activation_steps.py`` (Hardswish and SiLU as table
+  lookups, Hardsigmoid and Sigmoid folded into thresholds), ``qonnx_speed.py`` and ``layer_estimates.py`` run
   inside that environment only (they import ``finn`` or ``qonnx``); the main package never
   imports them. ``backend.py`` is the ``finn`` latency backend (it runs ``layer_estimates.py``).
 

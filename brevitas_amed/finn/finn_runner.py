@@ -51,8 +51,8 @@ RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 FRONT = [("bias_quant_shapes", finn_steps.step_amed_bias_quant_shapes),
          ("qonnx_to_finn", fs.step_qonnx_to_finn), ("tidy_up", fs.step_tidy_up),
-         ("hardsigmoid_thresholds", activation_steps.step_amed_hardsigmoid_thresholds),
-         ("hardswish_lookup", activation_steps.step_amed_hardswish_lookup),
+         ("activation_thresholds", activation_steps.step_amed_activation_thresholds),
+         ("activation_lookup", activation_steps.step_amed_activation_lookup),
          ("streamline", finn_steps.step_amed_streamline),
          ("lookup_layouts", activation_steps.step_amed_lookup_layouts), ("pool_head", finn_steps.step_amed_pool_head),
          ("integer_io", finn_steps.step_amed_integer_io)]

@@ -2,7 +2,7 @@
 ``python activation_check.py MODEL.onnx SAMPLES``; prints one JSON object.
 
 Takes an exported QONNX model through FINN's front steps up to ``step_tidy_up``, then applies
-brevitas-amed's hard-activation steps one at a time and executes the graph (qonnx/FINN's
+brevitas-amed's activation steps one at a time and executes the graph (qonnx/FINN's
 executor) before and after each on the same random inputs: the largest output difference per
 step, and what each step left in the graph.
 """
@@ -58,6 +58,23 @@ def hardsigmoid_thresholds_are_tight() -> bool:
             and activation_steps.hardsigmoid_threshold(1.5, 1 / 6, 0.5) == np.inf)
 
 
+def sigmoid_thresholds_are_tight() -> bool:
+    """For thresholds across (0, 1] (8-bit unsigned steps and odd values): onnxruntime's float32
+    Sigmoid reaches t at x_t and not at the float below; x_t is near the float64 logit; the
+    thresholds at or below 0 are -inf and those above 1 +inf."""
+    sigmoid = activation_steps.onnxruntime_sigmoid()
+    t = np.concatenate([(np.arange(255) + 0.5) / 255, np.linspace(1e-6, 1.0, 1001), [1e-9, 0.999999]])
+    x = activation_steps.sigmoid_thresholds(t).astype(np.float32)
+    t32 = t.astype(np.float32)
+    finite = np.isfinite(x)
+    below = np.nextafter(x[finite], np.float32(-np.inf))
+    tight = bool(np.all(sigmoid(x[finite]) >= t32[finite]) and np.all(sigmoid(below) < t32[finite]))
+    inner = finite & (t > 1e-4) & (t < 1 - 1e-4)
+    near = bool(np.allclose(x[inner], np.log(t[inner] / (1 - t[inner])), atol=1e-4))
+    ends = activation_steps.sigmoid_thresholds(np.array([0.0, -1.0, 1.5]))
+    return tight and near and finite.sum() > 1000 and list(ends) == [-np.inf, -np.inf, np.inf]
+
+
 def main() -> None:
     path, samples = sys.argv[1], int(sys.argv[2])
     model = ModelWrapper(path)
@@ -68,11 +85,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     shape = model.get_tensor_shape(model.graph.input[0].name)
     inputs = [rng.normal(0.0, 1.0, size=shape).astype(np.float32) for _ in range(samples)]
-    result = {"ops_before": sorted({n.op_type for n in model.graph.node}),
-              "hardswish": len(model.get_nodes_by_op_type("HardSwish")),
-              "hardsigmoid": len(model.get_nodes_by_op_type("HardSigmoid")), "steps": {}}
+    result = {"ops_before": sorted({n.op_type for n in model.graph.node}), "steps": {},
+              **{op.lower(): len(model.get_nodes_by_op_type(op)) for op in ("HardSwish", "HardSigmoid", "Sigmoid")}}
     before = contexts(model, inputs)
-    for step in (activation_steps.step_amed_hardsigmoid_thresholds, activation_steps.step_amed_hardswish_lookup):
+    for step in (activation_steps.step_amed_activation_thresholds, activation_steps.step_amed_activation_lookup):
         previous = ModelWrapper(copy.deepcopy(model.model))  # steps edit the graph they are given
         model = step(model, cfg)
         after = contexts(model, inputs)
@@ -85,10 +101,12 @@ def main() -> None:
             "output_range": max(float(np.max(np.abs(a[out]))) for a in before),
             "ops": sorted({n.op_type for n in model.graph.node}),
             "gathers": len(model.get_nodes_by_op_type("Gather")),
+            "sigmoids": len(model.get_nodes_by_op_type("Sigmoid")),
             "table_types": [model.get_tensor_datatype(n.input[0]).name for n in model.get_nodes_by_op_type("Gather")],
         }
         before = after
     result["tight_hardsigmoid_thresholds"] = hardsigmoid_thresholds_are_tight()
+    result["tight_sigmoid_thresholds"] = sigmoid_thresholds_are_tight()
     print(json.dumps(result))
 
 

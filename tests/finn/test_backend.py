@@ -13,7 +13,7 @@ import pytest
 import hw_backends
 from brevitas_amed.finn import backend as finn_backend
 from brevitas_amed.finn.backend import FinnBackend, FinnLayer
-from brevitas_amed.finn.env import ENV_VAR, venv_path, venv_python
+from brevitas_amed.finn.env import ENV_VAR
 from brevitas_amed.finn.fpga_profile import load_fpga_profile
 from brevitas_amed.job.recipe import load_recipe
 from hw_backends import Layer, Workload
@@ -22,12 +22,6 @@ CONV = Layer("conv", "conv", 16, 32, in_h=8, in_w=8, kernel_h=3, kernel_w=3, pad
 DEPTHWISE = Layer("dw", "conv", 32, 32, in_h=8, in_w=8, kernel_h=3, kernel_w=3, pad_h=1, pad_w=1, groups=32)
 FC = Layer("fc", "linear", 64, 10)
 WORKLOAD = Workload("tiny", (CONV, DEPTHWISE, FC))
-
-
-@pytest.fixture(scope="module")
-def finn_env():
-    if not venv_python(venv_path()).is_file():
-        pytest.skip(f"no FINN environment at {venv_path()}: build it with `brevitas-amed finn --setup`")
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,9 @@ import pytest
 
 from brevitas_amed.cli import main
 from brevitas_amed.finn.check import weight_bit_mismatches
-from brevitas_amed.finn.env import finn_python, venv_path, venv_python
 from tests.job.tiny import tiny_recipe
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def finn_env():
-    if not venv_python(venv_path()).is_file():
-        pytest.skip(f"no FINN environment at {venv_path()}: build it with `brevitas-amed finn --setup`")
-    return finn_python()
 
 
 @pytest.fixture(scope="module")
