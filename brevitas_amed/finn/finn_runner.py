@@ -41,8 +41,10 @@ from qonnx.core.modelwrapper import ModelWrapper  # noqa: E402
 from qonnx.custom_op.registry import getCustomOp  # noqa: E402
 
 import activation_steps  # noqa: E402
+import conv_steps  # noqa: E402
 import finn_steps  # noqa: E402
 import qonnx_speed  # noqa: E402
+import shuffle_steps  # noqa: E402
 
 qonnx_speed.use_linear_graph_helpers()  # qonnx's graph helpers in linear time: same graphs
 
@@ -50,15 +52,18 @@ MATRIX_OPS = ("MVAU", "VVAU")  # FINN's matrix-vector and vector-vector (depthwi
 RESOURCES = ("LUT", "BRAM_18K", "URAM", "DSP")
 
 FRONT = [("bias_quant_shapes", finn_steps.step_amed_bias_quant_shapes),
+         ("grouped_convs", conv_steps.step_amed_grouped_convs),
+         ("relu_signed_quant", shuffle_steps.step_amed_relu_signed_quant),
          ("qonnx_to_finn", fs.step_qonnx_to_finn), ("tidy_up", fs.step_tidy_up),
          ("activation_thresholds", activation_steps.step_amed_activation_thresholds),
          ("activation_lookup", activation_steps.step_amed_activation_lookup),
          ("streamline", finn_steps.step_amed_streamline),
          ("lookup_layouts", activation_steps.step_amed_lookup_layouts), ("pool_head", finn_steps.step_amed_pool_head),
+         ("shuffle_layouts", shuffle_steps.step_amed_shuffle_layouts),
          ("integer_io", finn_steps.step_amed_integer_io)]
 BACK = [("lookup_to_hw", activation_steps.step_amed_lookup_to_hw), ("convert_to_hw", fs.step_convert_to_hw),
         ("create_dataflow_partition", fs.step_create_dataflow_partition),
-        ("specialize_layers", fs.step_specialize_layers)]
+        ("specialize_layers", fs.step_specialize_layers), ("shuffle_to_hw", shuffle_steps.step_amed_shuffle_to_hw)]
 FOLD = [("target_fps_parallelization", fs.step_target_fps_parallelization),
         ("apply_folding_config", fs.step_apply_folding_config)]
 ESTIMATE = [("generate_estimate_reports", fs.step_generate_estimate_reports)]
@@ -87,11 +92,16 @@ def weighted_layers(model: ModelWrapper) -> list[dict]:
 
 def match_layers(hw_nodes: list[dict], qonnx_layers: list[dict]) -> None:
     """Tie each MVAU/VVAU to the QONNX layer whose integer weights it holds (same multiset of
-    values); FINN transposes and reshapes weights but keeps their values."""
+    values); FINN transposes and reshapes weights but keeps their values. A grouped convolution's
+    block-diagonal MVAU (``conv_steps``) holds its weights plus zeros: where no layer has the same
+    multiset, the non-zero weights decide."""
     free = list(qonnx_layers)
     for node in hw_nodes:
         signature = node.pop("signature")
         hit = next((q for q in free if q["signature"] == signature), None)
+        if hit is None and signature is not None:
+            nonzero = [v for v in signature if v != 0]
+            hit = next((q for q in free if [v for v in q["signature"] if v != 0] == nonzero), None)
         node["layer"] = hit["layer"] if hit else None
         node["qonnx_weight_bits"] = hit["bits"] if hit else None
         if hit:
