@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from importlib import metadata
 
+import onnx
 import onnx.shape_inference as onnx_shape_inference
 import qonnx.transformation.infer_shapes as infer_shapes_module
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation import general
+from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.util.basic import random_string
 from toposort import toposort_flatten
 
@@ -150,28 +153,115 @@ def _readable_tensor_names(self, model):
 
 class _ShapeInferenceWithoutWeights:
     """``onnx.shape_inference`` for qonnx's ``InferShapes`` without the bytes of large initializers:
-    shapes come from their dims (no shape-defining input is that large), and serializing
-    megabytes of weights to ONNX's C++ and back was most of each call on a MobileNetV2."""
+    it runs on a copy of the graph whose large initializers carry only their name, type and dims
+    (no shape-defining input is that large), and the shapes it infers are written back into the
+    model, which qonnx's ``InferShapes`` then uses in place of the one it passed (it replaces the
+    model by the result). Moving megabytes of weights to ONNX's C++ and back was most of each call on
+    a MobileNetV2, and copying them in Python most of EfficientNet-B0's streamlining after that."""
 
     @staticmethod
     def infer_shapes(model, *args, **kwargs):
-        stripped = {}
-        for init in model.graph.initializer:
-            if len(init.raw_data) > 4096:
-                stripped[init.name] = init.raw_data
-                init.ClearField("raw_data")
-        try:
-            result = onnx_shape_inference.infer_shapes(model, *args, **kwargs)
-        finally:
-            _restore_raw_data(model, stripped)
-        return _restore_raw_data(result, stripped)
+        graph = model.graph
+        light = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import,
+                                functions=model.functions)
+        light.graph.name = graph.name
+        for field in ("node", "input", "output", "value_info"):
+            getattr(light.graph, field).extend(getattr(graph, field))
+        for init in graph.initializer:
+            if init.ByteSize() > 4096:
+                light.graph.initializer.append(onnx.TensorProto(name=init.name, data_type=init.data_type, dims=init.dims))
+            else:
+                light.graph.initializer.append(init)
+        result = onnx_shape_inference.infer_shapes(light, *args, **kwargs)
+        for field in ("input", "output", "value_info"):
+            target = getattr(graph, field)
+            del target[:]
+            target.extend(getattr(result.graph, field))
+        return model
 
 
-def _restore_raw_data(model, raw_data):
-    for init in model.graph.initializer:
-        if init.name in raw_data:
-            init.raw_data = raw_data[init.name]
-    return model
+def _sort_commutative_inputs(self, model):
+    inits = {x.name for x in model.graph.initializer}
+    modified = False
+    for node in model.graph.node:
+        if node.op_type in self.SUPPORTED_COMMUTATIVE_OPS:
+            dynamics = [i for i in node.input if i not in inits]
+            inputs = [*dynamics, *[i for i in node.input if i not in dynamics]]
+            for i, name in enumerate(inputs):
+                if node.input[i] != name:
+                    modified = True
+                node.input[i] = name
+    return (model, modified)
+
+
+class _IndexedDatatypes:
+    """``get_tensor_datatype``/``set_tensor_datatype`` for one ``InferDataTypes`` pass, with the
+    quantization annotations indexed by tensor name (qonnx scans them at every lookup, and FINN's
+    ``AbsorbScalarBiasIntoMultiThreshold`` runs a whole pass after each node it absorbs: most of an
+    EfficientNet-B0's streamlining). Same reads and writes as qonnx's; an ambiguous annotation
+    (one name twice) goes to qonnx's own method, which raises as before."""
+
+    def __init__(self, model):
+        self.model, self.get_original, self.set_original = model, model.get_tensor_datatype, model.set_tensor_datatype
+        self.annotations, self.seen, self.cache = {}, 0, {}
+
+    def annotation(self, name):
+        container = self.model.graph.quantization_annotation
+        if self.seen != len(container):  # (re)index: first use, or annotations added behind our back
+            self.annotations, self.seen = {}, len(container)
+            for a in container:
+                self.annotations[a.tensor_name] = None if a.tensor_name in self.annotations else a
+        return self.annotations.get(name, False)  # False: none; None: ambiguous
+
+    def entries(self, annotation):
+        return [e for e in annotation.quant_parameter_tensor_names if e.key == "finn_datatype"]
+
+    def get(self, name):
+        if name not in self.cache:
+            a = self.annotation(name)
+            found = self.entries(a) if a else []
+            self.cache[name] = DataType[found[0].value] if len(found) == 1 else self.get_original(name)
+        return self.cache[name]
+
+    def set(self, name, datatype):
+        self.cache.pop(name, None)
+        a = self.annotation(name)
+        found = self.entries(a) if a else []
+        if a is None or len(found) > 1:
+            return self.set_original(name, datatype)
+        if found:
+            if datatype is None:
+                found[0].Clear()
+            else:
+                found[0].value = datatype.name
+        elif datatype is not None:
+            entry = onnx.StringStringEntryProto(key="finn_datatype", value=datatype.name)
+            if a is False:
+                container = self.model.graph.quantization_annotation
+                container.append(onnx.TensorAnnotation(tensor_name=name))
+                a = self.annotations[name] = container[-1]
+                self.seen = len(container)
+            a.quant_parameter_tensor_names.append(entry)
+
+    def forget(self, method):
+        def call(name, *args, **kwargs):
+            self.cache.pop(name, None)
+            return method(name, *args, **kwargs)
+        return call
+
+
+_INFER_DATATYPES = InferDataTypes.apply
+
+
+def _infer_datatypes(self, model):
+    index = _IndexedDatatypes(model)
+    model.get_tensor_datatype, model.set_tensor_datatype = index.get, index.set
+    model.set_tensor_shape, model.set_initializer = index.forget(model.set_tensor_shape), index.forget(model.set_initializer)
+    try:
+        return _INFER_DATATYPES(self, model)
+    finally:
+        for method in ("get_tensor_datatype", "set_tensor_datatype", "set_tensor_shape", "set_initializer"):
+            delattr(model, method)
 
 
 LINEAR_HELPERS_FOR = "1.0.0"  # the qonnx these replacements were checked against (FINN's pin)
@@ -189,4 +279,6 @@ def use_linear_graph_helpers() -> bool:
     general.GiveUniqueTensorNames.apply = _unique_tensor_names
     general.GiveRandomTensorNames.apply = _unique_tensor_names
     general.GiveReadableTensorNames.apply = _readable_tensor_names
+    general.SortCommutativeInputsInitializerLast.apply = _sort_commutative_inputs
+    InferDataTypes.apply = _infer_datatypes
     return True
