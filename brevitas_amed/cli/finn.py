@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
                         help="fold each model for the most frames/s within this many LUTs")
     p.add_argument("--fpga-part", default="xc7z020clg400-1", help="FPGA part (default xc7z020clg400-1)")
     p.add_argument("--clock-ns", type=positive_number, default=10.0, help="clock period in ns (default 10)")
-    p.add_argument("--timeout", type=positive_number, default=1800, help="seconds one model may take (default 1800)")
+    p.add_argument("--timeout", type=positive_number, default=3600, help="seconds one model may take (default 3600)")
     p.set_defaults(func=run)
 
 

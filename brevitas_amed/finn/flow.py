@@ -102,7 +102,7 @@ def streamlining_differs(entry: dict) -> bool:
 
 
 def run_finn(output_dir: str | Path, python: Path, settings: FinnSettings | None = None,
-             labels: list[str] | None = None, timeout: float | None = 1800, log=print) -> dict:
+             labels: list[str] | None = None, timeout: float | None = 3600, log=print) -> dict:
     """Run FINN on the job's exported models and write ``finn.json`` and ``finn.md``.
 
     Args:
