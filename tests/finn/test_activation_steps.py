@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from brevitas_amed.finn.check import weight_bit_mismatches
-from brevitas_amed.finn.flow import RUNNER
 
 pytestmark = pytest.mark.slow
 CHECK = Path(__file__).resolve().parent / "activation_check.py"
@@ -92,13 +91,9 @@ def test_each_step_leaves_every_activation_unchanged(finn_env, exported):
     assert result["tight_hardsigmoid_thresholds"] and result["tight_sigmoid_thresholds"]
 
 
-def test_the_flow_maps_hardswish_and_silu_to_lookup_layers_with_the_chosen_weight_bits(finn_env, exported, tmp_path):
+def test_the_flow_maps_hardswish_and_silu_to_lookup_layers_with_the_chosen_weight_bits(finn_flow, exported, tmp_path):
     path, bits, family = exported
-    run = subprocess.run([str(finn_env), str(RUNNER), str(path), str(tmp_path), "--target-fps", "1000"],
-                         capture_output=True, text=True, timeout=900)
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert run.returncode == 0 and result["ok"], result.get("error") or run.stdout[-2000:]
-    assert result["streamlined_max_abs_diff"] == 0.0
+    result = finn_flow(path, tmp_path)
     assert weight_bit_mismatches(result["layers"], bits) == []
     assert sum(name.startswith("Lookup") for name in result["cycles_per_layer"]) == FAMILIES[family][2]
     assert any(name.startswith("ElementwiseMul") for name in result["cycles_per_layer"])  # the SE gate

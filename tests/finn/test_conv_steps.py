@@ -21,8 +21,7 @@ import pytest
 import torch
 from torch import nn
 
-from brevitas_amed.finn.check import expected_weight_dtype
-from brevitas_amed.finn.flow import RUNNER
+from brevitas_amed.finn.check import expected_weight_dtype, weight_bit_mismatches
 
 pytestmark = pytest.mark.slow
 CHECK = Path(__file__).resolve().parent / "conv_check.py"
@@ -120,17 +119,11 @@ def assert_weights_carry_the_chosen_bits(finn_env, path, out, bits, grouped, var
     return nodes
 
 
-def test_the_flow_carries_the_chosen_weight_bits_on_grouped_layers(finn_env, exported, tmp_path):
+def test_the_flow_carries_the_chosen_weight_bits_on_grouped_layers(finn_env, finn_flow, exported, tmp_path):
     path, bits, grouped = exported
-    run = subprocess.run([str(finn_env), str(RUNNER), str(path), str(tmp_path), "--target-fps", "1000"],
-                         capture_output=True, text=True, timeout=900)
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert run.returncode == 0 and result["ok"], result.get("error") or run.stdout[-2000:]
-    assert result["streamlined_max_abs_diff"] == 0.0
-    # the runner ties layers by their exact integer weights: every layer it ties has the chosen bits
-    for node in result["layers"]:
-        if node["layer"] is not None:
-            assert node["weight_dtype"] == expected_weight_dtype(bits[node["layer"]][0]), node
+    result = finn_flow(path, tmp_path)
+    # the runner ties a block-diagonal MVAU to its layer by the non-zero weights: every layer tied
+    assert weight_bit_mismatches(result["layers"], bits) == []
     assert_weights_carry_the_chosen_bits(finn_env, path, tmp_path, bits, grouped, "dense")
 
 

@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from brevitas_amed.finn.check import weight_bit_mismatches
-from brevitas_amed.finn.flow import RUNNER
 
 pytestmark = pytest.mark.slow
 CHECK = Path(__file__).resolve().parent / "shuffle_check.py"
@@ -98,13 +97,9 @@ def test_each_step_computes_what_the_graph_computed(finn_env, exported):
     assert layouts["nchw_thresholds_inside"] == []
 
 
-def test_the_flow_maps_split_concat_and_shuffle_to_hardware_with_the_chosen_weight_bits(finn_env, exported, tmp_path):
+def test_the_flow_maps_split_concat_and_shuffle_to_hardware_with_the_chosen_weight_bits(finn_flow, exported, tmp_path):
     path, bits = exported
-    run = subprocess.run([str(finn_env), str(RUNNER), str(path), str(tmp_path), "--target-fps", "1000"],
-                         capture_output=True, text=True, timeout=900)
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert run.returncode == 0 and result["ok"], result.get("error") or run.stdout[-2000:]
-    assert result["streamlined_max_abs_diff"] == 0.0
+    result = finn_flow(path, tmp_path)
     assert weight_bit_mismatches(result["layers"], bits) == []
     assert {n["op_type"] for n in result["layers"]} == {"MVAU_hls", "VVAU_hls"}
     assert sum(n["op_type"] == "VVAU_hls" for n in result["layers"]) == 5  # the depthwise convolutions
