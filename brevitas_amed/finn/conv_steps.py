@@ -25,8 +25,9 @@ channels``), which qonnx does not lower either, are rewritten the same way.
 ``step_amed_grouped_convs_split`` is the other exact rewrite, for a FINN steps list in its place:
 ``Split`` (channels) -> one dense ``Conv`` per group, each with its slice of the weights and its
 own copy of the weight quantizer (same bits, its slice of the per-channel scale) -> ``Concat``.
-FINN's ``StreamlinePlus`` moves the layout transposes and scales past ``Split``/``Concat`` and
-``step_convert_to_hw`` maps them to ``StreamingSplit``/``StreamingConcat``: ``group`` small MVAUs
+FINN's ``StreamlinePlus`` moves the scales past ``Split``/``Concat``; the layout transposes around
+them need ``shuffle_steps.step_amed_shuffle_layouts`` (after ``step_amed_pool_head``) in the same
+list, as in the runner's. ``step_convert_to_hw`` then maps them to ``StreamingSplit``/``StreamingConcat``: ``group`` small MVAUs
 (plus one padding and sliding-window unit each) that hold only the layer's own weights. It costs
 graph size instead (``regnet_x_400mf``: 380 per-group convolutions for 22 grouped layers), and
 FINN's streamlining time grows with the node count.

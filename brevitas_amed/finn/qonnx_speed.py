@@ -208,7 +208,7 @@ class _IndexedDatatypes:
     def annotation(self, name):
         container = self.model.graph.quantization_annotation
         if self.seen != len(container):  # (re)index: first use, or annotations added behind our back
-            self.annotations, self.seen = {}, len(container)
+            self.annotations, self.seen, self.cache = {}, len(container), {}
             for a in container:
                 self.annotations[a.tensor_name] = None if a.tensor_name in self.annotations else a
         return self.annotations.get(name, False)  # False: none; None: ambiguous

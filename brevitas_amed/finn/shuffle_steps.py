@@ -49,7 +49,13 @@ def step_amed_relu_signed_quant(model: ModelWrapper, cfg) -> ModelWrapper:
     """Rewrite every ``Relu -> Quant(signed, non-narrow, b bits, zero point 0)`` as the unsigned
     ``b - 1``-bit ``Quant``: on non-negative inputs ``clip(round(x / s), -2^(b-1), 2^(b-1) - 1)``
     is ``clip(round(x / s), 0, 2^(b-1) - 1)``. Same values, so the same model; FINN's QONNX
-    conversion then turns it into unsigned thresholds like any ReLU quantizer."""
+    conversion then turns it into unsigned thresholds like any ReLU quantizer.
+
+    Not where the quantizer feeds a ``Concat`` as its first input and another input stays signed:
+    qonnx gives a ``Concat`` the datatype of its first input, which would then be unsigned while
+    the concatenation holds negative values (torchvision's ShuffleNetV2 puts the signed half
+    first). That quantizer stays signed, and FINN's conversion refuses it with its own message."""
+    rewrite = {}
     for node in model.get_nodes_by_op_type("Quant"):
         producer = model.find_producer(node.input[0])
         signed, narrow = get_by_name(node.attribute, "signed"), get_by_name(node.attribute, "narrow")
@@ -58,6 +64,11 @@ def step_amed_relu_signed_quant(model: ModelWrapper, cfg) -> ModelWrapper:
         zero_point, bits = model.get_initializer(node.input[2]), model.get_initializer(node.input[3])
         if zero_point is None or bits is None or np.any(zero_point != 0) or float(bits) < 2:
             continue
+        rewrite[node.output[0]] = (node, signed, bits)
+    for concat in model.get_nodes_by_op_type("Concat"):
+        if concat.input[0] in rewrite and not all(name in rewrite for name in concat.input):
+            del rewrite[concat.input[0]]
+    for node, signed, bits in rewrite.values():
         name = model.make_new_valueinfo_name()
         model.set_initializer(name, np.asarray(bits - 1, dtype=np.float32).reshape(np.shape(bits)))
         node.input[3] = name  # a tensor of its own: the bit width may be shared with other quantizers
@@ -113,7 +124,9 @@ def channel_shuffle_to_nhwc(model: ModelWrapper) -> bool:
         perm, out = perm_of(shuffle), model.get_initializer(join.input[1])
         k = len(factors) - 3
         if (k < 1 or factors[0] != n or factors[-2:] != [h, w] or int(np.prod(factors[1:-2])) != c
-                or perm[0] != 0 or perm[-2:] != [k + 1, k + 2] or out is None or [int(v) for v in out] != [n, c, h, w]):
+                or perm[0] != 0 or perm[-2:] != [k + 1, k + 2] or out is None or [int(v) for v in out] != [n, c, h, w]
+                or len(model.find_consumers(split.input[1]) or []) != 1
+                or len(model.find_consumers(join.input[1]) or []) != 1):  # shape tensors shared elsewhere
             continue
         model.set_initializer(split.input[1], np.asarray([n, h, w, *factors[1:-2]], dtype=np.int64))
         shuffle.attribute.remove(get_by_name(shuffle.attribute, "perm"))
@@ -224,7 +237,9 @@ def step_amed_shuffle_layouts(model: ModelWrapper, cfg) -> ModelWrapper:
             or any(len(model.get_tensor_shape(n.input[0]) or []) > 4 for n in model.get_nodes_by_op_type("Transpose"))):
         return model  # nothing of ShuffleNet's kind: other models' graphs stay as they are
     before = None
-    while before != fingerprint(model):
+    for _ in range(1000):  # each pass moves transposes forward; a graph that keeps changing is a bug
+        if before == fingerprint(model):
+            break
         before = fingerprint(model)
         while (channel_shuffle_to_nhwc(model) or transposes_past_concat(model) or transposes_past_split(model)
                or transposes_past_fork(model)):
@@ -232,6 +247,8 @@ def step_amed_shuffle_layouts(model: ModelWrapper, cfg) -> ModelWrapper:
         model = model.transform(SortGraph()).transform(InferShapes()).transform(InferDataTypes())
         model = model.transform(AbsorbTransposeIntoMultiThreshold())
         model = model.transform(AbsorbConsecutiveTransposes())
+    else:
+        raise RuntimeError("step_amed_shuffle_layouts: the graph still changed after 1000 passes")
     pooled_flatten(model)
     model = model.transform(InferDataLayouts())
     model = model.transform(RemoveCNVtoFCFlatten())

@@ -28,6 +28,7 @@ def finn_flow(finn_env):
     def run(path, out) -> dict:
         run = subprocess.run([str(finn_env), str(RUNNER), str(path), str(out), "--target-fps", "1000"],
                              capture_output=True, text=True, timeout=900)
+        assert (out / "result.json").is_file(), run.stderr[-3000:]
         result = json.loads((out / "result.json").read_text())
         assert run.returncode == 0 and result["ok"], result.get("error") or run.stdout[-2000:]
         assert result["streamlined_max_abs_diff"] == 0.0

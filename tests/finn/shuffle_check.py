@@ -90,14 +90,19 @@ def main() -> None:
     names = [n for n, _ in finn_runner.FRONT]
     for _, step in finn_runner.FRONT[:names.index("relu_signed_quant")]:
         model = step(model, cfg)
-    signed = [n for n in model.get_nodes_by_op_type("Quant") if get_by_name(n.attribute, "signed").i
-              and model.find_producer(n.input[0]) is not None and model.find_producer(n.input[0]).op_type == "Relu"]
+    def signed_after_relu(model):
+        return [n for n in model.get_nodes_by_op_type("Quant") if get_by_name(n.attribute, "signed").i
+                and model.find_producer(n.input[0]) is not None and model.find_producer(n.input[0]).op_type == "Relu"]
+
+    signed = signed_after_relu(model)
     before = contexts(model, inputs)
     model = shuffle_steps.step_amed_relu_signed_quant(model, cfg)
     after = contexts(model, inputs)
     tensors = {o for n in model.graph.node for o in n.output}
     out = model.graph.output[0].name
-    result["relu_signed_quant"] = {"signed_relu_quantizers_before": len(signed), "tensors_compared": len(tensors),
+    result["relu_signed_quant"] = {"signed_relu_quantizers_before": len(signed),
+                                   "signed_relu_quantizers_after": len(signed_after_relu(model)),
+                                   "tensors_compared": len(tensors),
                                    "max_abs_diff": largest(before, after, tensors),
                                    "output_range": max(float(np.max(np.abs(c[out]))) for c in before)}
 
