@@ -17,6 +17,7 @@ from brevitas_amed.job.candidates import best_allocations
 from brevitas_amed.job.checkpoints import output_lock
 from brevitas_amed.job.context import Job
 from brevitas_amed.job.inputs import reseed
+from brevitas_amed.job.interrupts import CtrlC
 from brevitas_amed.job.progress import Progress
 from brevitas_amed.job.records import Candidate
 from brevitas_amed.job.storage import has_heartbeat, make_storage
@@ -250,17 +251,25 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
         log.info("search: accuracy noise of one trial %.4f; temperature %.4g -> %.4g (score units)",
                  evaluation_noise(job), start, end)
     mine: list[int] = []
+    ctrl_c = CtrlC()
 
     def tracked(trial: optuna.Trial) -> tuple[float, float]:
         mine.append(trial.number)
+        ctrl_c.in_objective = True
         try:
+            if ctrl_c.requested:  # pressed while this trial was asked for: failed, not run
+                raise KeyboardInterrupt
             return objective(trial)
         except (RuntimeError, ValueError) as exc:  # its reason, for the log line and trials.json
             trial.set_user_attr("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
             raise
+        finally:
+            ctrl_c.in_objective = False
 
     with progress(remaining, f"search ({recipe.search.sampler})") as bar:
         def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if ctrl_c.requested:
+                study.stop()  # Ctrl-C outside the objective: no next trial
             bar.update(1)
             if trial.state == TrialState.FAIL:
                 log.warning("trial %d failed and counts as a rejected move: %s", trial.number,
@@ -272,14 +281,21 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
                 study.stop()  # the other workers' running trials complete the budget
 
         try:
-            study.optimize(tracked, n_trials=remaining, timeout=recipe.search.timeout_s, callbacks=[tick],
-                           catch=(RuntimeError, ValueError))
-        except KeyboardInterrupt:
-            # Ctrl-C outside the objective (while a result is stored, in a callback) can leave this
-            # worker's trial RUNNING; fail it now rather than wait for its heartbeat to lapse.
+            with ctrl_c:
+                study.optimize(tracked, n_trials=remaining, timeout=recipe.search.timeout_s, callbacks=[tick],
+                               catch=(RuntimeError, ValueError))
+            if ctrl_c.requested:  # noted outside the objective: the study stopped before another trial
+                raise KeyboardInterrupt
+        except (KeyboardInterrupt, Exception) as exc:
+            if not (isinstance(exc, KeyboardInterrupt) or ctrl_c.requested):
+                raise
+            # a second Ctrl-C (outside the objective) can leave this worker's trial RUNNING; fail
+            # it now rather than wait for its heartbeat to lapse
             for number in mine:
                 study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-            raise
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise KeyboardInterrupt from exc  # e.g. Optuna's UnboundLocalError after one in its tell
 
 
 # --- candidates ----------------------------------------------------------------------------------

@@ -4,17 +4,21 @@ nothing lost or redone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import struct
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
 import torch
 
+from brevitas_amed.job import search
+from brevitas_amed.job.progress import no_progress
 from brevitas_amed.job.run import run
 from brevitas_amed.training.device import cuda_count
 from tests.job.tiny import cli_process, completed, copy_run, tiny_recipe, trials_of, wait_for
@@ -54,9 +58,23 @@ def test_kill_9_during_finetuning_then_rerun_keeps_finished_models(tmp_path):
     assert len(completed(trials_of(out))) == trials  # the search was done: no trial repeated
 
 
+@contextlib.contextmanager
+def ctrl_c_reaches_children():
+    """SIGINT as a terminal delivers it, whatever pytest was started with: a pytest started in the
+    background by a non-interactive shell (``pytest &`` in a script) ignores SIGINT, and a child
+    inherits an ignored signal, so Python in it never raises KeyboardInterrupt. A handled signal
+    is reset to its default in a child."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def test_ctrl_c_then_rerun_finishes_the_same_study(tmp_path):
     out = tmp_path / "run"
-    proc = cli_process(out, "search.trials=400", cwd=tmp_path)
+    with ctrl_c_reaches_children():
+        proc = cli_process(out, "search.trials=400", cwd=tmp_path)
     wait_for(lambda: len(completed(trials_of(out))) >= 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -67,6 +85,62 @@ def test_ctrl_c_then_rerun_finishes_the_same_study(tmp_path):
     before = completed(trials)
     summary = run(tiny_recipe(out, f"search.trials={len(before) + 1}"), progress=None)
     assert before <= completed(trials_of(out)) and summary.trials == len(before) + 1
+
+
+def ctrl_c_on_trial(n: int):
+    """A function that sends this process SIGINT on its ``n``-th call."""
+    calls = []
+
+    def maybe_interrupt():
+        calls.append(None)
+        if len(calls) == n:
+            signal.raise_signal(signal.SIGINT)
+
+    return maybe_interrupt
+
+
+@pytest.mark.parametrize("where", ["objective", "ask", "tell", "callback"])
+def test_ctrl_c_anywhere_in_the_search_stops_it_and_strands_no_trial(where, monkeypatch):
+    """Optuna fails a trial whose objective raises KeyboardInterrupt; one raised while it asks for
+    the next trial left that trial RUNNING, and one raised while it stores a result escaped as an
+    UnboundLocalError (exit code 2, not 130). Wherever it lands, the search now stops before
+    another trial, keeps every finished trial and raises KeyboardInterrupt."""
+    interrupt = ctrl_c_on_trial(3)
+    if where == "ask":
+        ask = optuna.Study.ask
+
+        def asking(self, *args, **kwargs):
+            trial = ask(self, *args, **kwargs)
+            interrupt()
+            return trial
+
+        monkeypatch.setattr(optuna.Study, "ask", asking)
+    elif where == "callback":
+        monkeypatch.setattr(search, "best_quality", lambda study: interrupt())
+
+    def objective(trial):
+        x = trial.suggest_int("x", 0, 7)
+        if where == "objective":
+            interrupt()
+        trial.set_user_attr("quality", float(x))
+        return float(x), 1.0
+
+    monkeypatch.setattr(search, "make_objective", lambda job: objective)
+    monkeypatch.setattr(search, "search_params", lambda job: {"x": list(range(8))})
+    job = SimpleNamespace(recipe=SimpleNamespace(search=SimpleNamespace(trials=50, sampler="random", timeout_s=None)))
+    class Storage(optuna.storages.InMemoryStorage):
+        def set_trial_state_values(self, trial_id, state, values=None):
+            if where == "tell":  # while Optuna stores a finished trial's result
+                interrupt()
+            return super().set_trial_state_values(trial_id, state, values)
+
+    study = optuna.create_study(storage=Storage(), directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    with ctrl_c_reaches_children(), pytest.raises(KeyboardInterrupt):
+        search.search_pass(job, study, no_progress())
+    states = [t.state for t in study.trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 2 and len(states) <= 4, states
 
 
 @pytest.fixture(scope="module")
