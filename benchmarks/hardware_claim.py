@@ -262,7 +262,7 @@ def search_profile(job, profile: str, out: Path) -> dict:
     from brevitas_amed.job.progress import no_progress
     from optuna.trial import TrialState
 
-    from brevitas_amed.job.search import evaluation_noise, knob_name, pareto_candidates, run_search
+    from brevitas_amed.job.search import allocation, evaluation_noise, pareto_candidates, run_search
     from brevitas_amed.quant import LatencyTable
     from brevitas_amed.quant.costs import layer_bits
 
@@ -279,7 +279,7 @@ def search_profile(job, profile: str, out: Path) -> dict:
     study = run_search(pjob, no_progress())
     search_s = time.perf_counter() - started
     best = pareto_candidates(pjob, study)[0]
-    proposed = [{knob_name(k): v for k, v in t.params.items()} for t in study.get_trials(deepcopy=False)
+    proposed = [allocation(pjob, t.params) for t in study.get_trials(deepcopy=False)
                 if t.state == TrialState.COMPLETE and "fixed_params" not in t.system_attrs]
     q = job.qmodel
     bits = layer_bits(q, best.knob_bits)

@@ -63,6 +63,16 @@ class Job:
     def size_bits(self, knob_bits: Mapping[str, int]) -> int:
         return self.qmodel.weight_size_bits(knob_bits)
 
+    def search_space(self) -> dict[str, tuple[int, ...]]:
+        """``{knob: bit choices}`` the samplers search, in execution order: with
+        ``search.bit_choices: latency_levels`` the widest choice of each latency level
+        (:meth:`~brevitas_amed.quant.LatencyTable.widest_per_level`; weights keep every width under a
+        size limit), else every choice. A knob may be left with one choice."""
+        space = self.qmodel.search_space()
+        if self.recipe.search.bit_choices == "all":
+            return space
+        return self.latency.widest_per_level(space, weights=self.quality.max_size_bits is None)
+
 
 def build_job(recipe: Recipe, progress: Progress, device: str | None = None,
               on_prepared: Callable[[Path], None] | None = None) -> Job:

@@ -127,6 +127,10 @@ class SearchConfig(_Section):
                                    "postgresql+psycopg://...) or journal:PATH (default: sqlite file in output_dir)")
     study_name: Optional[str] = None
     warmup_epochs: int = Field(3, ge=0, description="shared-weight QAT at random bits before the search")
+    bit_choices: Literal["all", "latency_levels"] = Field(
+        "all", description="widths the samplers search per knob: all, or the widest of each latency level (a "
+                           "narrower width no faster on the hardware only costs accuracy; weights keep every "
+                           "width under quality.size_limit_kb)")
     temperature_unit: Literal["noise", "score"] = Field(
         "noise", description="amed: temperatures in units of one trial's accuracy noise (the binomial standard "
                              "error of the accuracy threshold over the evaluated validation images) or of the score")
@@ -234,13 +238,13 @@ class Recipe(_Section):
         """What a stored study depends on: resuming with other values would mix results.
 
         The seed, model, data, quantization, hardware and quality sections, and the search settings
-        that shape each trial's accuracy (shared-weight epochs, the proxy and its steps, rate,
+        that shape each trial's accuracy or parameters (shared-weight epochs, the bit choices, the proxy and its steps, rate,
         batches and draws, evaluation batches). Everything else (trial budget, sampler, temperatures, storage, fine-tuning, export,
         threads, device, data loader workers, the latency cache) may change between runs.
         """
         return self.model_dump(include={"seed": True, "model": True, "data": True, "quantization": True,
                                         "hardware": True, "quality": True,
-                                        "search": {"warmup_epochs", "proxy", "adapt_steps", "adapt_lr", "bn_batches",
+                                        "search": {"warmup_epochs", "bit_choices", "proxy", "adapt_steps", "adapt_lr", "bn_batches",
                                                    "draws", "eval_batches"}},
                                exclude={"hardware": {"cache"}, "data": {"num_workers"}})
 

@@ -44,8 +44,22 @@ def knob_name(param: str) -> str:
 
 
 def search_params(job: Job) -> dict[str, list[int]]:
-    """``{parameter: bit choices}`` for every searchable knob, in execution order."""
-    return {param_name(job.qmodel.knobs[k]): list(choices) for k, choices in job.qmodel.search_space().items()}
+    """``{parameter: bit choices}`` for every knob of the job's search space with a choice to make,
+    in execution order."""
+    return {param_name(job.qmodel.knobs[k]): list(choices) for k, choices in job.search_space().items()
+            if len(choices) > 1}
+
+
+def pinned_bits(job: Job) -> dict[str, int]:
+    """``{knob: bits}`` of the searchable knobs the job's space leaves one choice (the latency
+    levels of a knob that feeds no layer's cost, or whose every width costs the same): no study
+    parameter, set with every trial's parameters."""
+    return {k: choices[0] for k, choices in job.search_space().items() if len(choices) == 1}
+
+
+def allocation(job: Job, params: dict[str, int]) -> dict[str, int]:
+    """``{knob: bits}`` of a trial's parameters, pinned knobs included."""
+    return {**pinned_bits(job), **{knob_name(p): int(v) for p, v in params.items()}}
 
 
 # --- sampler and study ---------------------------------------------------------------------------
@@ -54,12 +68,12 @@ def size_constraint(job: Job) -> ModelSizeLimit | None:
     knob with one choice) are a fixed offset."""
     if job.quality.max_size_bits is None:
         return None
-    q = job.qmodel
-    moved = {param_name(q.knobs[k]): n for k, n in q.weight_counts().items()
-             if k in q.search_space() and len(q.knobs[k].choices) > 1}
+    q, params = job.qmodel, search_params(job)
+    moved = {param_name(q.knobs[k]): n for k, n in q.weight_counts().items() if param_name(q.knobs[k]) in params}
     if not moved:
         return None
-    offset = q.weight_size_bits() - sum(n * q.knobs[knob_name(p)].bits for p, n in moved.items())
+    base = {**q.get_knob_bits(), **pinned_bits(job)}
+    offset = q.weight_size_bits(base) - sum(n * base[knob_name(p)] for p, n in moved.items())
     return job.quality.size_constraint(moved, offset_bits=offset)
 
 
@@ -137,7 +151,7 @@ def make_objective(job: Job) -> Callable[[optuna.Trial], tuple[float, float]]:
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         trial.set_user_attr("worker", f"{WORKER} {job.device}")
-        knob_bits = {knob_name(p): trial.suggest_categorical(p, choices) for p, choices in params.items()}
+        knob_bits = allocation(job, {p: trial.suggest_categorical(p, choices) for p, choices in params.items()})
         size = job.size_bits(knob_bits)
         latency = job.latency.cycles(knob_bits)
         trial.set_user_attr("size_bits", size)
@@ -196,14 +210,15 @@ def run_search(job: Job, progress: Progress, settle: bool = True) -> optuna.Stud
 
 def start_allocations(job: Job) -> list[dict[str, int]]:
     """The uniform allocations every study starts with, widest first (uniform max bits is always the
-    first): one per width while they take at most a tenth of the trial budget. AMED's chain starts at
+    first): one per width while they take at most a tenth of the trial budget; a knob without that
+    width takes its next wider choice (at latency levels: the widest of the width's level). AMED's chain starts at
     the best of them, rather than walking down from 8 bits one step at a time; every sampler gets
     the same ones, so the comparison stays fair."""
     params = search_params(job)
     widths = sorted({b for c in params.values() for b in c}, reverse=True)
     picked: list[dict[str, int]] = []
     for b in widths[:max(1, job.recipe.search.trials // 10)]:
-        uniform = {p: min(c, key=lambda x: (abs(x - b), -x)) for p, c in params.items()}
+        uniform = {p: min((x for x in c if x >= b), default=max(c)) for p, c in params.items()}
         if uniform not in picked:
             picked.append(uniform)
     return picked
@@ -306,7 +321,7 @@ def pareto_candidates(job: Job, study: optuna.Study) -> list[Candidate]:
     first trial."""
     sampler = job.recipe.search.sampler
     return [Candidate(label=f"{sampler}-t{a.trial}", kind="search", method=sampler, trial=a.trial,
-                      knob_bits={knob_name(p): v for p, v in a.params.items()}, search_accuracy=a.accuracy,
+                      knob_bits=allocation(job, a.params), search_accuracy=a.accuracy,
                       search_quality=a.quality, evaluations=a.evaluations)
             for a in best_allocations(study, job.quality.score, job.recipe.finetune.top_k)]
 

@@ -8,7 +8,7 @@ accelerator models (:data:`FLOAT_AS_BITS`).
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from brevitas_amed.quant.model import QuantizedModel
 from hw_backends.base import Backend
@@ -120,3 +120,43 @@ class LatencyTable:
         costs = self.table[layer]
         return {(w, a): costs[(w, a)] for w in side_options(self.qmodel, w_knob)
                 for a in side_options(self.qmodel, a_knob)}
+
+    def widest_per_level(self, space: Mapping[str, Sequence[int]], weights: bool = True) -> dict[str, tuple[int, ...]]:
+        """Each knob's choices less those a wider choice makes redundant: a width is dropped when
+        the next wider choice is no slower on any layer the knob feeds, whatever bits the layer's
+        other side takes (Bit Fusion runs 5..8 bits as 8; SCALE-Sim's memory transfers often do not
+        change with a bit). At equal latency the narrower width can only cost accuracy, so what is
+        left is the widest choice of each latency level.
+
+        Args:
+            space: ``{knob: choices}``, for example ``qmodel.search_space()``.
+            weights: Reduce weight knobs too; ``False`` keeps all of their choices (under a size
+                limit a narrower weight is smaller, so it is not redundant).
+
+        Returns:
+            ``{knob: kept choices}`` in ascending order, for every knob of ``space``; a knob that
+            feeds no layer keeps only its widest choice.
+        """
+        feeds: dict[str, list[tuple[str, int]]] = {}
+        for layer, (w_knob, a_knob) in self.qmodel.layer_knobs.items():
+            for side, knob in enumerate((w_knob, a_knob)):
+                if knob is not None:
+                    feeds.setdefault(knob, []).append((layer, side))
+
+        def row(knob: str, bits: int) -> list[int]:
+            cycles = []
+            for layer, side in feeds.get(knob, []):
+                other = side_options(self.qmodel, self.qmodel.layer_knobs[layer][1 - side])
+                cycles += [self.table[layer][(bits, o) if side == 0 else (o, bits)] for o in other]
+            return cycles
+
+        reduced = {}
+        for knob, choices in space.items():
+            ordered = sorted(choices)
+            if not weights and self.qmodel.knobs[knob].kind == "weight":
+                reduced[knob] = tuple(ordered)
+                continue
+            rows = [row(knob, b) for b in ordered]
+            reduced[knob] = tuple(b for i, b in enumerate(ordered)
+                                  if i == len(ordered) - 1 or any(w > n for n, w in zip(rows[i], rows[i + 1])))
+        return reduced

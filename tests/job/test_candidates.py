@@ -20,7 +20,8 @@ DISTRIBUTIONS = {"w:conv": optuna.distributions.CategoricalDistribution([2, 4, 8
 
 def job(top_k: int) -> SimpleNamespace:
     recipe = SimpleNamespace(search=SimpleNamespace(sampler="amed"), finetune=SimpleNamespace(top_k=top_k))
-    return SimpleNamespace(recipe=recipe, quality=QUALITY)
+    space = {"conv": (2, 4, 8), "act:relu": (2, 4, 8)}
+    return SimpleNamespace(recipe=recipe, quality=QUALITY, search_space=lambda: space)
 
 
 def study_of(*evaluations: tuple[int, int, float, float]) -> optuna.Study:

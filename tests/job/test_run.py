@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import optuna
@@ -42,6 +43,32 @@ def test_tiny_digits_job_writes_models_and_report(tiny_run):
     for name in ("pareto.png", "bits.png", "report.md", "trials.json", "study.db", "recipe.yaml"):
         assert (out / name).is_file(), name
     assert "uniform-4" in (out / "report.md").read_text()
+
+
+def test_latency_levels_search_the_widest_width_of_each_level(tmp_path):
+    from brevitas_amed.job.context import build_job
+    from brevitas_amed.job.progress import no_progress
+    from brevitas_amed.job.search import param_name, pinned_bits, search_params
+
+    recipe = _recipe(tmp_path, "search.bit_choices=latency_levels", "finetune.baselines=[8]", "export.qonnx=false")
+    summary = run(recipe, progress=None)
+    job = build_job(recipe, no_progress())  # loads the run's float model and shared weights
+    params, pinned = search_params(job), pinned_bits(job)
+    weights = {k: b for k, b in pinned.items() if job.qmodel.knobs[k].kind == "weight"}
+    assert weights, "on Bit Fusion some weight knobs of the digits CNN cost the same at every width"
+    assert len(params) + len(pinned) == len(job.qmodel.search_space())
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.trials) == 4
+    for trial in study.trials:
+        assert set(trial.params) == set(params)
+        assert all(trial.params[p] in choices for p, choices in params.items())
+        bits = {**pinned, **{k: trial.params[param_name(job.qmodel.knobs[k])] for k in job.search_space() if k not in pinned}}
+        assert trial.user_attrs["latency_cycles"] == job.latency.cycles(bits)
+    searched = [f for f in summary.finals if f.kind == "search"]
+    assert searched and all(f.bits[k][0] == b for f in searched for k, b in weights.items())
+    search = job.recipe.search.model_copy(update={"bit_choices": "all"})
+    everything = dataclasses.replace(job, recipe=job.recipe.model_copy(update={"search": search}))
+    assert len(search_params(everything)) == len(job.qmodel.search_space()) and not pinned_bits(everything)
 
 
 def test_rerun_resumes_without_repeating_trials_or_finetuning(tiny_run, tmp_path):

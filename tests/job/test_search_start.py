@@ -13,7 +13,8 @@ def test_every_study_starts_at_uniform_widths_widest_first() -> None:
     qmodel = SimpleNamespace(knobs=knobs, search_space=lambda: space)
 
     def job(trials: int):
-        return SimpleNamespace(qmodel=qmodel, recipe=SimpleNamespace(search=SimpleNamespace(trials=trials)))
+        return SimpleNamespace(qmodel=qmodel, search_space=lambda: space,
+                               recipe=SimpleNamespace(search=SimpleNamespace(trials=trials)))
 
     assert start_allocations(job(9)) == [{"w:conv": 8, "a:relu": 8}]  # a tenth of the budget, at least one
     assert start_allocations(job(120)) == [{"w:conv": 8, "a:relu": 8}, {"w:conv": 4, "a:relu": 4},
