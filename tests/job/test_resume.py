@@ -28,13 +28,23 @@ pytestmark = pytest.mark.slow
 
 def test_kill_9_during_search_then_rerun_keeps_every_completed_trial(tmp_path):
     out = tmp_path / "run"
-    proc = cli_process(out, "search.trials=400", "search.heartbeat_s=1", cwd=tmp_path)
-    wait_for(lambda: len(completed(trials_of(out))) >= 3, proc)
+    # Killed inside a trial's objective (long trials: 100 adaptation steps), where Optuna's heartbeat
+    # runs. A worker killed while Optuna samples a new trial, before its first heartbeat, leaves a
+    # trial RUNNING that no heartbeat will ever fail (README, "Running the same command again").
+    proc = cli_process(out, "search.trials=400", "search.heartbeat_s=1", "search.adapt_steps=100", cwd=tmp_path)
+
+    def in_objective() -> bool:
+        trials = trials_of(out)
+        return len(completed(trials)) >= 3 and any(
+            t.state == optuna.trial.TrialState.RUNNING and "worker" in t.user_attrs for t in trials)
+
+    wait_for(in_objective, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     before = completed(trials_of(out))
     time.sleep(2.5)  # the killed worker's heartbeat lapses (grace: 2 x 1 s)
-    summary = run(tiny_recipe(out, f"search.trials={len(before) + 2}", "search.heartbeat_s=1"), progress=None)
+    summary = run(tiny_recipe(out, f"search.trials={len(before) + 2}", "search.heartbeat_s=1", "search.adapt_steps=100"),
+                  progress=None)
     trials = trials_of(out)
     assert before <= completed(trials)
     assert optuna.trial.TrialState.RUNNING not in {t.state for t in trials}
@@ -146,7 +156,7 @@ def test_ctrl_c_anywhere_in_the_search_stops_it_and_strands_no_trial(where, monk
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     out = tmp_path_factory.mktemp("finished") / "run"
-    run(tiny_recipe(out), progress=None)
+    run(tiny_recipe(out, "device=cpu"), progress=None)  # CPU checkpoints, on a GPU machine too
     return out
 
 
@@ -191,11 +201,12 @@ def retag(path: Path, location: str = "cuda:0") -> None:
 def test_checkpoints_saved_on_a_gpu_resume_on_the_cpu(finished, tmp_path):
     out = copy_run(finished, tmp_path / "run")
     names = ("float_model.pt", "shared_quant.pt", "models/uniform-8.pt")
-    for name in names:
-        retag(out / name)
-    if not cuda_count():  # the files really are CUDA checkpoints: a plain load refuses them here
+    if not cuda_count():  # made to read as saved on a GPU: a plain load refuses them here
+        for name in names:
+            retag(out / name)
         with pytest.raises(RuntimeError, match="on a CUDA device"):
             torch.load(out / "float_model.pt", weights_only=True)
+    # (on a GPU machine the reverse: the CPU checkpoints resume on the GPU)
     stamps = {n: (out / n).stat().st_mtime_ns for n in names}
     again = run(tiny_recipe(out, "device=auto"), progress=None)  # on a GPU where there is one: the reverse
     assert {n: (out / n).stat().st_mtime_ns for n in names} == stamps  # loaded, not made again
