@@ -44,16 +44,19 @@ def knob_name(param: str) -> str:
 
 
 def search_params(job: Job) -> dict[str, list[int]]:
-    """``{parameter: bit choices}`` for every knob of the job's search space with a choice to make,
-    in execution order."""
+    """``{parameter: bit choices}`` for every knob of the job's search space, in execution order
+    (with ``search.bit_choices: latency_levels``, those left more than one width)."""
+    levels = job.recipe.search.bit_choices == "latency_levels"
     return {param_name(job.qmodel.knobs[k]): list(choices) for k, choices in job.search_space().items()
-            if len(choices) > 1}
+            if len(choices) > 1 or not levels}
 
 
 def pinned_bits(job: Job) -> dict[str, int]:
-    """``{knob: bits}`` of the searchable knobs the job's space leaves one choice (the latency
-    levels of a knob that feeds no layer's cost, or whose every width costs the same): no study
-    parameter, set with every trial's parameters."""
+    """``{knob: bits}`` of the searchable knobs the latency levels leave one width (a knob that
+    feeds no layer's cost, or whose every width costs the same): no study parameter, set with every
+    trial's parameters. Empty with ``search.bit_choices: all``, where every knob is a parameter."""
+    if job.recipe.search.bit_choices != "latency_levels":
+        return {}
     return {k: choices[0] for k, choices in job.search_space().items() if len(choices) == 1}
 
 
@@ -283,8 +286,6 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
 
     with progress(remaining, f"search ({recipe.search.sampler})") as bar:
         def tick(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            if ctrl_c.requested:
-                study.stop()  # Ctrl-C outside the objective: no next trial
             bar.update(1)
             if trial.state == TrialState.FAIL:
                 log.warning("trial %d failed and counts as a rejected move: %s", trial.number,
@@ -292,8 +293,8 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
             best = best_quality(study)
             if best is not None:
                 bar.set_postfix_str(f"best Q {best:.4f}")
-            if budget_left(study, recipe.search.trials) <= 0:
-                study.stop()  # the other workers' running trials complete the budget
+            if budget_left(study, recipe.search.trials) <= 0 or ctrl_c.requested:
+                study.stop()  # the other workers' running trials complete the budget; or Ctrl-C
 
         try:
             with ctrl_c:
@@ -301,8 +302,10 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
                                catch=(RuntimeError, ValueError))
             if ctrl_c.requested:  # noted outside the objective: the study stopped before another trial
                 raise KeyboardInterrupt
-        except (KeyboardInterrupt, Exception) as exc:
-            if not (isinstance(exc, KeyboardInterrupt) or ctrl_c.requested):
+        except (KeyboardInterrupt, UnboundLocalError) as exc:
+            # Optuna 5 turns a KeyboardInterrupt raised while it stores a result into this
+            # UnboundLocalError; any other error is a real one and propagates as it is
+            if isinstance(exc, UnboundLocalError) and not ctrl_c.requested:
                 raise
             # a second Ctrl-C (outside the objective) can leave this worker's trial RUNNING; fail
             # it now rather than wait for its heartbeat to lapse
@@ -310,7 +313,7 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
                 study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            raise KeyboardInterrupt from exc  # e.g. Optuna's UnboundLocalError after one in its tell
+            raise KeyboardInterrupt from exc
 
 
 # --- candidates ----------------------------------------------------------------------------------

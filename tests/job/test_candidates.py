@@ -19,7 +19,7 @@ DISTRIBUTIONS = {"w:conv": optuna.distributions.CategoricalDistribution([2, 4, 8
 
 
 def job(top_k: int) -> SimpleNamespace:
-    recipe = SimpleNamespace(search=SimpleNamespace(sampler="amed"), finetune=SimpleNamespace(top_k=top_k))
+    recipe = SimpleNamespace(search=SimpleNamespace(sampler="amed", bit_choices="all"), finetune=SimpleNamespace(top_k=top_k))
     space = {"conv": (2, 4, 8), "act:relu": (2, 4, 8)}
     return SimpleNamespace(recipe=recipe, quality=QUALITY, search_space=lambda: space)
 

@@ -77,7 +77,6 @@ def test_an_older_stamp_resumes_and_another_proxy_is_refused(tmp_path):
         prepare_output_dir(tiny_recipe(out, "search.draws=2"))
 
 
-
 def test_a_stamp_from_before_bit_choices_resumes_with_every_width_only(tmp_path):
     """That version searched every width (the default): resuming its study in the latency levels
     would mix two parameter sets in one study."""

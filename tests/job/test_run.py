@@ -48,7 +48,7 @@ def test_tiny_digits_job_writes_models_and_report(tiny_run):
 def test_latency_levels_search_the_widest_width_of_each_level(tmp_path):
     from brevitas_amed.job.context import build_job
     from brevitas_amed.job.progress import no_progress
-    from brevitas_amed.job.search import param_name, pinned_bits, search_params
+    from brevitas_amed.job.search import allocation, param_name, pinned_bits, search_params
 
     recipe = _recipe(tmp_path, "search.bit_choices=latency_levels", "finetune.baselines=[8]", "export.qonnx=false")
     summary = run(recipe, progress=None)
@@ -57,6 +57,7 @@ def test_latency_levels_search_the_widest_width_of_each_level(tmp_path):
     weights = {k: b for k, b in pinned.items() if job.qmodel.knobs[k].kind == "weight"}
     assert weights, "on Bit Fusion some weight knobs of the digits CNN cost the same at every width"
     assert len(params) + len(pinned) == len(job.qmodel.search_space())
+    assert set(allocation(job, {p: c[0] for p, c in params.items()})) == set(job.qmodel.search_space())
     study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert len(study.trials) == 4
     for trial in study.trials:

@@ -77,6 +77,8 @@ def test_widest_per_level_drops_exactly_the_widths_a_wider_one_costs_no_more_tha
             dropped_somewhere |= redundant
     # Bit Fusion (scalesim, lowmem) runs 4 and 8 bits alike somewhere; Eyeriss' model has no such level here
     assert dropped_somewhere == (profile != "eyeriss")
+    if profile == "scalesim":  # weights too: where the activations set the pace, every weight width costs the same
+        assert any(len(kept[k]) < len(space[k]) for k in space if qmodel.knobs[k].kind == "weight")
 
 
 def test_widest_per_level_keeps_weight_widths_when_asked(trained_digits_cnn, backend):
