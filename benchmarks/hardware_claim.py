@@ -262,7 +262,8 @@ def search_profile(job, profile: str, out: Path) -> dict:
     from brevitas_amed.job.progress import no_progress
     from optuna.trial import TrialState
 
-    from brevitas_amed.job.search import allocation, evaluation_noise, pareto_candidates, run_search
+    from brevitas_amed.job.search import evaluation_noise, pareto_candidates, run_search
+    from brevitas_amed.job.space import allocation
     from brevitas_amed.quant import LatencyTable
     from brevitas_amed.quant.costs import layer_bits
 

@@ -1,4 +1,5 @@
-"""Step 4: the Optuna study over per-layer bits, its objective, and the candidates it yields."""
+"""Step 4: the Optuna study over per-layer bits, its objective, and the candidates it yields (its
+parameters: :mod:`brevitas_amed.job.space`)."""
 
 from __future__ import annotations
 
@@ -20,66 +21,18 @@ from brevitas_amed.job.inputs import reseed
 from brevitas_amed.job.interrupts import CtrlC
 from brevitas_amed.job.progress import Progress
 from brevitas_amed.job.records import Candidate
+from brevitas_amed.job.space import allocation, check_space, search_params, size_constraint, start_allocations
 from brevitas_amed.job.storage import has_heartbeat, make_storage
-from brevitas_amed.quant import Knob
-from brevitas_amed.search import AMEDSampler, GeometricAnnealing, ModelSizeLimit, binomial_noise
+from brevitas_amed.search import AMEDSampler, GeometricAnnealing, binomial_noise
 from brevitas_amed.training.device import out_of_memory_advice
 from brevitas_amed.training.loops import evaluate, reestimate_batchnorm, train
 
 log = logging.getLogger("brevitas_amed")
 
-WEIGHT_PREFIX, ACT_PREFIX = "w:", "a:"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-# --- parameters <-> knobs ----------------------------------------------------------------------
-def param_name(knob: Knob) -> str:
-    """The study parameter of a knob: ``w:<layer>`` or ``a:<module>``."""
-    return WEIGHT_PREFIX + knob.name if knob.kind == "weight" else ACT_PREFIX + knob.name.removeprefix("act:")
-
-
-def knob_name(param: str) -> str:
-    """The knob of a study parameter (inverse of :func:`param_name`)."""
-    return param[len(WEIGHT_PREFIX):] if param.startswith(WEIGHT_PREFIX) else "act:" + param[len(ACT_PREFIX):]
-
-
-def search_params(job: Job) -> dict[str, list[int]]:
-    """``{parameter: bit choices}`` for every knob of the job's search space, in execution order
-    (with ``search.bit_choices: latency_levels``, those left more than one width)."""
-    levels = job.recipe.search.bit_choices == "latency_levels"
-    return {param_name(job.qmodel.knobs[k]): list(choices) for k, choices in job.search_space().items()
-            if len(choices) > 1 or not levels}
-
-
-def pinned_bits(job: Job) -> dict[str, int]:
-    """``{knob: bits}`` of the searchable knobs the latency levels leave one width (a knob that
-    feeds no layer's cost, or whose every width costs the same): no study parameter, set with every
-    trial's parameters. Empty with ``search.bit_choices: all``, where every knob is a parameter."""
-    if job.recipe.search.bit_choices != "latency_levels":
-        return {}
-    return {k: choices[0] for k, choices in job.search_space().items() if len(choices) == 1}
-
-
-def allocation(job: Job, params: dict[str, int]) -> dict[str, int]:
-    """``{knob: bits}`` of a trial's parameters, pinned knobs included."""
-    return {**pinned_bits(job), **{knob_name(p): int(v) for p, v in params.items()}}
-
-
 # --- sampler and study ---------------------------------------------------------------------------
-def size_constraint(job: Job) -> ModelSizeLimit | None:
-    """The size limit on the sampler's parameters. Weights no parameter moves (pinned layers, a
-    knob with one choice) are a fixed offset."""
-    if job.quality.max_size_bits is None:
-        return None
-    q, params = job.qmodel, search_params(job)
-    moved = {param_name(q.knobs[k]): n for k, n in q.weight_counts().items() if param_name(q.knobs[k]) in params}
-    if not moved:
-        return None
-    base = {**q.get_knob_bits(), **pinned_bits(job)}
-    offset = q.weight_size_bits(base) - sum(n * base[knob_name(p)] for p, n in moved.items())
-    return job.quality.size_constraint(moved, offset_bits=offset)
-
-
 def evaluation_noise(job: Job) -> float:
     """One trial's accuracy noise: the binomial standard error of the accuracy threshold (the
     float model's validation accuracy without one) over the validation images a trial evaluates.
@@ -198,6 +151,7 @@ def run_search(job: Job, progress: Progress, settle: bool = True) -> optuna.Stud
     storage = make_storage(job.recipe, job.out)
     with output_lock(job.out, "opening the study"):  # one worker creates it and enqueues the start
         study = open_study(job, storage=storage)
+        check_space(job, study)
         if not study.trials:
             for params in start_allocations(job):
                 study.enqueue_trial(params)
@@ -209,22 +163,6 @@ def run_search(job: Job, progress: Progress, settle: bool = True) -> optuna.Stud
             search_pass(job, study, progress)
             wait_for_running(study, beat)
     return study
-
-
-def start_allocations(job: Job) -> list[dict[str, int]]:
-    """The uniform allocations every study starts with, widest first (uniform max bits is always the
-    first): one per width while they take at most a tenth of the trial budget; a knob without that
-    width takes its next wider choice (at latency levels: the widest of the width's level). AMED's chain starts at
-    the best of them, rather than walking down from 8 bits one step at a time; every sampler gets
-    the same ones, so the comparison stays fair."""
-    params = search_params(job)
-    widths = sorted({b for c in params.values() for b in c}, reverse=True)
-    picked: list[dict[str, int]] = []
-    for b in widths[:max(1, job.recipe.search.trials // 10)]:
-        uniform = {p: min((x for x in c if x >= b), default=max(c)) for p, c in params.items()}
-        if uniform not in picked:
-            picked.append(uniform)
-    return picked
 
 
 def wait_for_running(study: optuna.Study, heartbeat_s: float, poll_s: float = 1.0) -> None:

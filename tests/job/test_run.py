@@ -48,7 +48,7 @@ def test_tiny_digits_job_writes_models_and_report(tiny_run):
 def test_latency_levels_search_the_widest_width_of_each_level(tmp_path):
     from brevitas_amed.job.context import build_job
     from brevitas_amed.job.progress import no_progress
-    from brevitas_amed.job.search import allocation, param_name, pinned_bits, search_params
+    from brevitas_amed.job.space import allocation, param_name, pinned_bits, search_params
 
     recipe = _recipe(tmp_path, "search.bit_choices=latency_levels", "finetune.baselines=[8]", "export.qonnx=false")
     summary = run(recipe, progress=None)
@@ -70,6 +70,11 @@ def test_latency_levels_search_the_widest_width_of_each_level(tmp_path):
     search = job.recipe.search.model_copy(update={"bit_choices": "all"})
     everything = dataclasses.replace(job, recipe=job.recipe.model_copy(update={"search": search}))
     assert len(search_params(everything)) == len(job.qmodel.search_space()) and not pinned_bits(everything)
+    # levels that came out otherwise on resume (another simulator, cache or machine) are refused
+    assert study.user_attrs["search_params"] == search_params(job)
+    study.set_user_attr("search_params", {**search_params(job), "a:relu": [4, 8]})
+    with pytest.raises(RecipeError, match="searched over other bit choices \\(a:relu\\)"):
+        run(recipe, progress=None)
 
 
 def test_rerun_resumes_without_repeating_trials_or_finetuning(tiny_run, tmp_path):

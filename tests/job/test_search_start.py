@@ -6,7 +6,7 @@ from __future__ import annotations
 def test_every_study_starts_at_uniform_widths_widest_first() -> None:
     from types import SimpleNamespace
 
-    from brevitas_amed.job.search import start_allocations
+    from brevitas_amed.job.space import start_allocations
 
     knobs = {"conv": SimpleNamespace(kind="weight", name="conv"), "act:relu": SimpleNamespace(kind="act", name="act:relu")}
     space = {"conv": [2, 3, 4, 8], "act:relu": [4, 8]}
