@@ -51,10 +51,11 @@ def size_constraint(job: Job) -> ModelSizeLimit | None:
     if job.quality.max_size_bits is None:
         return None
     q, params = job.qmodel, search_params(job)
-    moved = {param_name(q.knobs[k]): n for k, n in q.weight_counts().items() if param_name(q.knobs[k]) in params}
+    moved = {param_name(q.knobs[k]): n for k, n in q.weight_counts().items()
+             if len(params.get(param_name(q.knobs[k]), ())) > 1}  # a one-choice parameter is no chain coordinate
     if not moved:
         return None
-    base = {**q.get_knob_bits(), **pinned_bits(job)}
+    base = {**q.get_knob_bits(), **pinned_bits(job), **{knob_name(p): c[0] for p, c in params.items() if len(c) == 1}}
     offset = q.weight_size_bits(base) - sum(n * base[knob_name(p)] for p, n in moved.items())
     return job.quality.size_constraint(moved, offset_bits=offset)
 
