@@ -4,6 +4,7 @@ parameters: :mod:`brevitas_amed.job.space`)."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -200,6 +201,9 @@ def search_pass(job: Job, study: optuna.Study, progress: Progress) -> None:
     remaining = max(0, recipe.search.trials - done)
     log.info("search: %s sampler, %d trials done, %d running, %d to run (%d searchable knobs)", recipe.search.sampler,
              done, n[TrialState.RUNNING], remaining, len(params))
+    if recipe.search.bit_choices == "latency_levels":
+        log.info("search: latency levels keep %s of %s allocations", f"{math.prod(len(c) for c in params.values()):,}",
+                 f"{math.prod(len(c) for c in job.qmodel.search_space().values()):,}")
     if budget_left(study, recipe.search.trials) <= 0:
         return
     if recipe.search.sampler == "amed":
