@@ -137,7 +137,7 @@ def test_ctrl_c_anywhere_in_the_search_stops_it_and_strands_no_trial(where, monk
 
     monkeypatch.setattr(search, "make_objective", lambda job: objective)
     monkeypatch.setattr(search, "search_params", lambda job: {"x": list(range(8))})
-    job = SimpleNamespace(recipe=SimpleNamespace(search=SimpleNamespace(trials=50, sampler="random", timeout_s=None)))
+    job = SimpleNamespace(recipe=SimpleNamespace(search=SimpleNamespace(trials=50, sampler="random", timeout_s=None, bit_choices="all")))
     class Storage(optuna.storages.InMemoryStorage):
         def set_trial_state_values(self, trial_id, state, values=None):
             if where == "tell":  # while Optuna stores a finished trial's result
