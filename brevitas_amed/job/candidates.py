@@ -88,3 +88,47 @@ def best_allocations(study: optuna.Study, score: Callable[[float, float], float]
         if all(a.latency != p.latency for p in picked):
             picked.append(a)
     return picked
+
+
+def spread_allocations(study: optuna.Study, score: Callable[[float, float], float], k: int,
+                       floor: float | None, margin: float) -> list[SearchedAllocation]:
+    """``k`` allocations of the front of mean accuracies that bracket the proxy's error: the best
+    quality score first, then faster front points spread evenly in latency down to the fastest
+    whose mean accuracy is at most ``margin`` under ``floor``, fastest first.
+
+    The short search-time adaptation reads aggressive allocations below what fine-tuning makes of
+    them, so the ``k`` best scores (all just above the floor) would spend every fine-tuning on
+    one corner of the front; OHQ's budgets and the differentiable strategy's penalties spread the
+    same way. Slots the spread cannot fill (no faster front point within reach) go to the next
+    best scores, one per latency, as in :func:`best_allocations`.
+
+    Args:
+        study: A study whose objective returns ``(accuracy, latency)``.
+        score: ``score(accuracy, latency)`` of a mean accuracy.
+        k: Number of allocations.
+        floor: The quality score's accuracy floor; ``None`` puts no accuracy limit on the reach.
+        margin: Accuracy under ``floor`` that a faster front point may read and still be picked.
+    """
+    front = pareto_front(searched_allocations(study, score))
+    if not front:
+        return []
+    anchor = min(front, key=lambda a: (-a.quality, a.trial))
+    reach = sorted((a for a in front if a.latency < anchor.latency
+                    and (floor is None or a.accuracy >= floor - margin - 1e-12)),
+                   key=lambda a: (a.latency, -a.accuracy, a.trial))
+    picked: list[SearchedAllocation] = []
+    if reach and k > 1:
+        low, high = reach[0].latency, anchor.latency
+        for i in range(k - 1):
+            target = low + (high - low) * i / (k - 1)
+            free = [a for a in reach if all(a.latency != p.latency for p in picked)]
+            if free:
+                picked.append(min(free, key=lambda a: (abs(a.latency - target), -a.accuracy, a.trial)))
+    picked.sort(key=lambda a: a.latency)
+    chosen = [anchor, *picked]
+    for a in best_allocations(study, score, k):
+        if len(chosen) == k:
+            break
+        if all(a.latency != c.latency for c in chosen):
+            chosen.append(a)
+    return chosen

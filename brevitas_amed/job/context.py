@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import random
 from pathlib import Path
@@ -68,10 +69,14 @@ class Job:
         ``search.bit_choices: latency_levels`` the widest choice of each latency level
         (:meth:`~brevitas_amed.quant.LatencyTable.widest_per_level`; weights keep every width under a
         size limit), else every choice. A knob may be left with one choice."""
-        space = self.qmodel.search_space()
         if self.recipe.search.bit_choices == "all":
-            return space
-        return self.latency.widest_per_level(space, weights=self.quality.max_size_bits is None)
+            return self.qmodel.search_space()
+        return dict(self._latency_levels)
+
+    @functools.cached_property
+    def _latency_levels(self) -> dict[str, tuple[int, ...]]:
+        # computed once per job: the allocation of every trial reads it
+        return self.latency.widest_per_level(self.qmodel.search_space(), weights=self.quality.max_size_bits is None)
 
 
 def build_job(recipe: Recipe, progress: Progress, device: str | None = None,

@@ -182,6 +182,12 @@ class FinetuneConfig(_Section):
     baselines: list[int] = Field(default_factory=lambda: [8, 6, 4], description="uniform bit widths fine-tuned alike")
     selection_z: float = Field(1.0, ge=0, description="the best model must clear the accuracy floor on validation by "
                                                       "this many binomial standard errors of the split")
+    candidates: Literal["quality", "spread"] = Field(
+        "quality", description="which searched allocations to fine-tune: quality = the top_k best quality scores of "
+                               "the front of mean accuracies; spread = the best score, then faster front points spread "
+                               "in latency down to spread_margin under the accuracy floor")
+    spread_margin: float = Field(0.01, ge=0, le=1, description="with candidates: spread, how far under the search's "
+                                                                "accuracy floor (mean search accuracy) a candidate may read")
 
     @field_validator("baselines")
     @classmethod

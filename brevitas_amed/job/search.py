@@ -15,7 +15,7 @@ from typing import Callable
 import optuna
 from optuna.trial import TrialState
 
-from brevitas_amed.job.candidates import best_allocations
+from brevitas_amed.job.candidates import best_allocations, spread_allocations
 from brevitas_amed.job.checkpoints import output_lock
 from brevitas_amed.job.context import Job
 from brevitas_amed.job.inputs import reseed
@@ -263,12 +263,18 @@ def pareto_candidates(job: Job, study: optuna.Study) -> list[Candidate]:
     """``finetune.top_k`` allocations of the Pareto front of *mean* accuracies (a re-evaluated
     state counts once, with the mean of its evaluations: one lucky draw does not make a
     candidate), best quality score of the mean first, one per latency; each is named after its
-    first trial."""
-    sampler = job.recipe.search.sampler
+    first trial. ``finetune.candidates``: the best scores (``quality``), or the best score and
+    faster points spread down the front (``spread``, see :func:`spread_allocations`)."""
+    sampler, ft = job.recipe.search.sampler, job.recipe.finetune
+    if ft.candidates == "spread":
+        found = spread_allocations(study, job.quality.score, ft.top_k, job.quality.accuracy_threshold,
+                                   ft.spread_margin)
+    else:
+        found = best_allocations(study, job.quality.score, ft.top_k)
     return [Candidate(label=f"{sampler}-t{a.trial}", kind="search", method=sampler, trial=a.trial,
                       knob_bits=allocation(job, a.params), search_accuracy=a.accuracy,
                       search_quality=a.quality, evaluations=a.evaluations)
-            for a in best_allocations(study, job.quality.score, job.recipe.finetune.top_k)]
+            for a in found]
 
 
 def uniform_candidates(job: Job) -> list[Candidate]:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
-from brevitas_amed.job.candidates import SearchedAllocation, pareto_front, searched_allocations
+from brevitas_amed.job.candidates import SearchedAllocation, pareto_front, searched_allocations, spread_allocations
 from brevitas_amed.job.records import FinalModel
 from brevitas_amed.job.report import search_accuracy
 from brevitas_amed.job.search import pareto_candidates
@@ -18,8 +18,9 @@ DISTRIBUTIONS = {"w:conv": optuna.distributions.CategoricalDistribution([2, 4, 8
                  "a:relu": optuna.distributions.CategoricalDistribution([2, 4, 8])}
 
 
-def job(top_k: int) -> SimpleNamespace:
-    recipe = SimpleNamespace(search=SimpleNamespace(sampler="amed", bit_choices="all"), finetune=SimpleNamespace(top_k=top_k))
+def job(top_k: int, candidates: str = "quality", spread_margin: float = 0.01) -> SimpleNamespace:
+    recipe = SimpleNamespace(search=SimpleNamespace(sampler="amed", bit_choices="all"),
+                             finetune=SimpleNamespace(top_k=top_k, candidates=candidates, spread_margin=spread_margin))
     space = {"conv": (2, 4, 8), "act:relu": (2, 4, 8)}
     return SimpleNamespace(recipe=recipe, quality=QUALITY, search_space=lambda: space)
 
@@ -104,3 +105,40 @@ def test_records_without_evaluations_still_load_and_the_report_shows_them() -> N
                      search_accuracy=0.97, evaluations=3)
     assert FinalModel.from_dict(new.to_dict()).evaluations == 3 and search_accuracy(new) == "97.00 (3)"
     assert search_accuracy(FinalModel(label="uniform-8", kind="baseline", method="uniform", knob_bits={})) == "-"
+
+
+# (w, a, accuracy, latency); quality scores with the 0.9 floor: t2 0.700 (the best), t3 0.695,
+# t1 0.690, t0 0.685, t4 0.615 (under the floor), t5 far under it
+FRONT = ((8, 8, 0.985, 100.0), (8, 4, 0.93, 80.0), (4, 8, 0.91, 70.0), (4, 4, 0.895, 50.0),
+         (4, 2, 0.885, 40.0), (2, 2, 0.70, 20.0))
+
+
+def test_spread_candidates_reach_below_the_floor_by_the_margin() -> None:
+    study = study_of(*FRONT)
+    assert [c.label for c in pareto_candidates(job(top_k=3), study)] == ["amed-t2", "amed-t3", "amed-t1"]
+    # two points of margin reach t4 (0.885, 2 points of latency faster than t3): the fastest, then the middle
+    spread = pareto_candidates(job(top_k=3, candidates="spread", spread_margin=0.02), study)
+    assert [c.label for c in spread] == ["amed-t2", "amed-t4", "amed-t3"]
+    assert spread[1].knob_bits == {"conv": 4, "act:relu": 2} and spread[1].search_accuracy == pytest.approx(0.885)
+
+
+def test_spread_slots_without_a_faster_point_in_reach_go_to_the_best_scores() -> None:
+    study = study_of(*FRONT)
+    # one point of margin reaches only t3 (0.895): the third slot is the next best score, t1
+    assert [a.trial for a in spread_allocations(study, QUALITY.score, 3, 0.9, 0.01)] == [2, 3, 1]
+    # no margin: nothing faster clears the floor, so the quality ranking
+    assert [a.trial for a in spread_allocations(study, QUALITY.score, 3, 0.9, 0.0)] == [2, 3, 1]
+    assert [a.trial for a in spread_allocations(study, QUALITY.score, 1, 0.9, 0.5)] == [2]
+    # no floor: the spread reaches the fastest front point; 45 is as far from 40 as from 50, and
+    # the more accurate one wins
+    assert [a.trial for a in spread_allocations(study, QUALITY.score, 3, None, 0.0)] == [2, 5, 3]
+    assert spread_allocations(optuna.create_study(directions=["maximize", "minimize"]), QUALITY.score, 3, 0.9,
+                              0.01) == []
+
+
+def test_spread_picks_one_candidate_per_latency() -> None:
+    # t1 and t2, other bits, are one point of the front under the anchor t0: one of them is fine-tuned
+    study = study_of((8, 8, 0.99, 60.0), (4, 4, 0.90, 50.0), (4, 8, 0.90, 50.0))
+    assert len(pareto_front(searched_allocations(study, QUALITY.score))) == 3
+    picked = spread_allocations(study, QUALITY.score, 3, 0.95, 0.1)
+    assert [a.trial for a in picked] == [0, 1]
