@@ -31,8 +31,6 @@ import finn.xsi  # noqa: E402
 
 finn.xsi.SimEngine = None  # the shim: see the module docstring
 import finn.builder.build_dataflow_steps as fs  # noqa: E402
-from finn.analysis.fpgadataflow.dataflow_performance import dataflow_performance  # noqa: E402
-from finn.analysis.fpgadataflow.exp_cycles_per_layer import exp_cycles_per_layer  # noqa: E402
 from finn.analysis.fpgadataflow.res_estimation import res_estimation  # noqa: E402
 from finn.builder.build_dataflow_config import DataflowBuildConfig, DataflowOutputType  # noqa: E402
 from finn.transformation.fpgadataflow.annotate_cycles import AnnotateCycles  # noqa: E402

@@ -63,6 +63,6 @@ def write_markdown(report: dict, path: Path) -> Path:
                   "|---|---|---|---|---|---|---|---|---|"]
         lines += [f"| {n['node']} | {n['layer']} | {n['weight_dtype']} | {n['input_dtype']} | {n['PE']} | {n['SIMD']} | "
                   f"{fmt(n['cycles'])} | {fmt(n['LUT'])} | {fmt(n['BRAM_18K'])} |" for n in m["layers"]]
-        lines += [f"- " + p for p in m.get("weight_bit_problems", [])]
+        lines += ["- " + p for p in m.get("weight_bit_problems", [])]
     path.write_text("\n".join(lines) + "\n")
     return path
