@@ -55,6 +55,7 @@ BAD_RECIPES = [
     ("search:\n  trials: true\n", [], ["search.trials", "valid integer", "True"]),
     ("search:\n  trials: 3.0\n", [], ["search.trials", "valid integer"]),
     ("finetune:\n  distill: 1\n", [], ["finetune.distill", "valid boolean"]),
+    (None, ["finetune.candidates=best"], ["finetune.candidates", "'quality' or 'spread'"]),
     ("search:\n  storage: 'notadb://x'\n", [], ["search.storage='notadb://x'", "not a usable database URL"]),
     ("search:\n  storage: 'journal:'\n", [], ["search.storage='journal:'", "give the journal file"]),
     ("device: gpu\n", [], ["device: device must be auto, cpu, cuda or cuda:N", "'gpu'"]),
