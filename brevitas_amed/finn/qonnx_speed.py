@@ -157,10 +157,16 @@ class _ShapeInferenceWithoutWeights:
     (no shape-defining input is that large), and the shapes it infers are written back into the
     model, which qonnx's ``InferShapes`` then uses in place of the one it passed (it replaces the
     model by the result). Moving megabytes of weights to ONNX's C++ and back was most of each call on
-    a MobileNetV2, and copying them in Python most of EfficientNet-B0's streamlining after that."""
+    a MobileNetV2, and copying them in Python most of EfficientNet-B0's streamlining after that.
 
-    @staticmethod
-    def infer_shapes(model, *args, **kwargs):
+    The last result is kept with the bytes of the light graph it came from: FINN's composed
+    streamlining infers shapes after every sub-transformation, most of which change nothing, and a
+    graph equal byte for byte to the last one gets the same shapes without asking ONNX again."""
+
+    last: tuple[bytes, onnx.ModelProto] | None = None
+
+    @classmethod
+    def infer_shapes(cls, model, *args, **kwargs):
         graph = model.graph
         light = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import,
                                 functions=model.functions)
@@ -172,7 +178,12 @@ class _ShapeInferenceWithoutWeights:
                 light.graph.initializer.append(onnx.TensorProto(name=init.name, data_type=init.data_type, dims=init.dims))
             else:
                 light.graph.initializer.append(init)
-        result = onnx_shape_inference.infer_shapes(light, *args, **kwargs)
+        key = light.SerializeToString(deterministic=True) + repr((args, sorted(kwargs.items()))).encode()
+        if cls.last is not None and cls.last[0] == key:
+            result = cls.last[1]
+        else:
+            result = onnx_shape_inference.infer_shapes(light, *args, **kwargs)
+            cls.last = (key, result)
         for field in ("input", "output", "value_info"):
             target = getattr(graph, field)
             del target[:]
