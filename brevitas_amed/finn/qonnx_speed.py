@@ -157,14 +157,15 @@ class _ShapeInferenceWithoutWeights:
     it runs on a copy of the graph whose large initializers (more than 1,024 elements: no
     shape-defining input is that large) carry only their name, type and dims, and the shapes it
     infers are written back into the model, which qonnx's ``InferShapes`` then uses in place of the
-    one it passed (it replaces the model by the result). Moving megabytes of weights to ONNX's C++ and back was most of each call on
-    a MobileNetV2, and copying them in Python most of EfficientNet-B0's streamlining after that.
+    one it passed (it replaces the model by the result). Moving megabytes of weights to ONNX's C++
+    and back was most of each call on a MobileNetV2, and copying them in Python most of
+    EfficientNet-B0's streamlining after that.
 
     The last result is kept with the bytes of the light graph it came from: FINN's composed
     streamlining infers shapes after every sub-transformation, most of which change nothing, and a
     graph equal byte for byte to the last one gets the same shapes without asking ONNX again."""
 
-    last: tuple[bytes, onnx.ModelProto] | None = None
+    last: tuple[tuple, onnx.ModelProto] | None = None
 
     @classmethod
     def infer_shapes(cls, model, *args, **kwargs):
@@ -178,12 +179,14 @@ class _ShapeInferenceWithoutWeights:
             # by element count: protobuf's ByteSize() serialises the tensor (1.2 s a call over
             # EfficientNet-B0's 678 MB of lowered weights, half of its pooling head's streamlining)
             if math.prod(init.dims) > 1024:
-                light.graph.initializer.append(onnx.TensorProto(name=init.name, data_type=init.data_type, dims=init.dims))
+                light.graph.initializer.append(
+                    onnx.TensorProto(name=init.name, data_type=init.data_type, dims=init.dims))
             else:
                 light.graph.initializer.append(init)
-        key = light.SerializeToString(deterministic=True) + repr((args, sorted(kwargs.items()))).encode()
-        if cls.last is not None and cls.last[0] == key:
-            result = cls.last[1]
+        key = (light.SerializeToString(deterministic=True), args, tuple(sorted(kwargs.items())))
+        last = cls.last
+        if last is not None and last[0] == key:
+            result = last[1]  # never handed out: extend() below copies its messages
         else:
             result = onnx_shape_inference.infer_shapes(light, *args, **kwargs)
             cls.last = (key, result)
