@@ -80,9 +80,15 @@ def pareto_front(allocations: list[SearchedAllocation]) -> list[SearchedAllocati
 def best_allocations(study: optuna.Study, score: Callable[[float, float], float], k: int) -> list[SearchedAllocation]:
     """``k`` allocations of the front of mean accuracies, best quality score first, one per
     latency (the same point of the front fine-tuned twice adds nothing)."""
-    front = sorted(pareto_front(searched_allocations(study, score)), key=lambda a: (-a.quality, a.trial))
-    picked: list[SearchedAllocation] = []
-    for a in front:
+    return by_quality(pareto_front(searched_allocations(study, score)), k)
+
+
+def by_quality(front: list[SearchedAllocation], k: int,
+               chosen: list[SearchedAllocation] | None = None) -> list[SearchedAllocation]:
+    """``chosen`` (default none) filled up to ``k`` from ``front``, best quality score first, one per
+    latency."""
+    picked = list(chosen or [])
+    for a in sorted(front, key=lambda a: (-a.quality, a.trial)):
         if len(picked) == k:
             break
         if all(a.latency != p.latency for p in picked):
@@ -125,10 +131,4 @@ def spread_allocations(study: optuna.Study, score: Callable[[float, float], floa
             if free:
                 picked.append(min(free, key=lambda a: (abs(a.latency - target), -a.accuracy, a.trial)))
     picked.sort(key=lambda a: a.latency)
-    chosen = [anchor, *picked]
-    for a in best_allocations(study, score, k):
-        if len(chosen) == k:
-            break
-        if all(a.latency != c.latency for c in chosen):
-            chosen.append(a)
-    return chosen
+    return by_quality(front, k, [anchor, *picked])
