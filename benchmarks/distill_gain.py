@@ -65,6 +65,12 @@ def pair(a: Path, b: Path) -> None:
 
 
 def repeats(folder: Path, labels: list[str], batch_seeds: int) -> None:
+    if not (folder / "recipe.yaml").is_file():
+        raise SystemExit(f"{folder} has no recipe.yaml: give a seed folder of a compare_seeds run, like runs/x/seed3")
+    missing = [label for label in labels if not (folder / "models" / f"{label}.json").is_file()]
+    if missing:
+        known = sorted(p.stem for p in (folder / "models").glob("*.json"))
+        raise SystemExit(f"{folder} has no fine-tuned model {', '.join(missing)}; it has {', '.join(known) or 'none'}")
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / folder.name
         shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.onnx", "study.db*", "journal*"))

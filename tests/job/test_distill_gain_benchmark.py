@@ -45,3 +45,13 @@ def test_pair_without_a_common_model_says_so(tmp_path) -> None:
     (tmp_path / "b").mkdir()
     with pytest.raises(SystemExit, match="no model of .* was fine-tuned with other settings in"):
         distill_gain.pair(tmp_path / "a", tmp_path / "b")
+
+
+def test_repeats_names_a_missing_model_before_any_work(tmp_path) -> None:
+    _record(tmp_path, 3, "amed-t2", {"x": 2}, "k1", 0.98, 0.97, 0.33)
+    folder = tmp_path / "seed3"
+    with pytest.raises(SystemExit, match="has no recipe.yaml"):
+        distill_gain.repeats(folder, ["amed-t2"], 2)
+    (folder / "recipe.yaml").write_text("seed: 3\n")
+    with pytest.raises(SystemExit, match="has no fine-tuned model tpe-t9; it has amed-t2"):
+        distill_gain.repeats(folder, ["amed-t2", "tpe-t9"], 2)
