@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 import hw_backends
 from brevitas_amed.job.checkpoints import write_text_atomic
-from brevitas_amed.job.recipe import Recipe, RecipeError, dump_recipe
+from brevitas_amed.job.recipe import UNSTAMPED_SETTINGS, Recipe, RecipeError, dump_recipe
 from brevitas_amed.training.data import DataSplits, digits, imagefolder, synthetic
 from brevitas_amed.training.device import DeviceLoader, resolve_device
 
@@ -77,11 +77,13 @@ def same_setting(stored: Any, now: Any, defaults: dict[str, Any]) -> bool:
 
 
 def section_defaults(recipe: Recipe, section: str) -> dict[str, Any]:
-    """The default of every field of one recipe section."""
+    """What a stamp that lacks a field of one recipe section ran with: the field's default, or the
+    value it had before its default changed (``UNSTAMPED_SETTINGS``)."""
     value = getattr(recipe, section, None)
     if not isinstance(value, BaseModel):
         return {}
-    return {name: field.get_default(call_default_factory=True) for name, field in type(value).model_fields.items()}
+    defaults = {name: field.get_default(call_default_factory=True) for name, field in type(value).model_fields.items()}
+    return {**defaults, **UNSTAMPED_SETTINGS.get(section, {})}
 
 
 def prepare_output_dir(recipe: Recipe) -> Path:

@@ -120,6 +120,11 @@ class HardwareConfig(_Section):
         return self
 
 
+#: What a study stamped before a setting existed ran with, where that differs from today's default:
+#: such a stamp resumes only with this value (every width was searched before ``bit_choices``).
+UNSTAMPED_SETTINGS: dict[str, dict[str, Any]] = {"search": {"bit_choices": "all"}}
+
+
 class SearchConfig(_Section):
     sampler: Literal["amed", "tpe", "nsga2", "random"] = "amed"
     trials: int = Field(120, ge=1)
@@ -128,7 +133,7 @@ class SearchConfig(_Section):
     study_name: Optional[str] = None
     warmup_epochs: int = Field(3, ge=0, description="shared-weight QAT at random bits before the search")
     bit_choices: Literal["all", "latency_levels"] = Field(
-        "all", description="widths the samplers search per knob: all, or the widest of each latency level (a "
+        "latency_levels", description="widths the samplers search per knob: all, or the widest of each latency level (a "
                            "narrower width no faster on the hardware only costs accuracy; weights keep every "
                            "width under quality.size_limit_kb)")
     temperature_unit: Literal["noise", "score"] = Field(
@@ -177,13 +182,13 @@ class FinetuneConfig(_Section):
     top_k: int = Field(3, ge=1, description="Pareto-best trials to fine-tune, best quality first")
     epochs: int = Field(6, ge=0)
     lr: float = Field(2e-3, gt=0)
-    distill: bool = Field(False, description="distil from the float model's logits")
+    distill: bool = Field(True, description="distil from the float model's logits")
     distill_temperature: float = Field(2.0, gt=0)
     baselines: list[int] = Field(default_factory=lambda: [8, 6, 4], description="uniform bit widths fine-tuned alike")
     selection_z: float = Field(1.0, ge=0, description="the best model must clear the accuracy floor on validation by "
                                                       "this many binomial standard errors of the split")
     candidates: Literal["quality", "spread"] = Field(
-        "quality", description="which searched allocations to fine-tune: quality = the top_k best quality scores of "
+        "spread", description="which searched allocations to fine-tune: quality = the top_k best quality scores of "
                                "the front of mean accuracies; spread = the best score, then faster front points spread "
                                "in latency down to spread_margin under the accuracy floor")
     spread_margin: float = Field(0.01, ge=0, le=1, description="with candidates: spread, how far under the search's "

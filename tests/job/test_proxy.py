@@ -78,15 +78,16 @@ def test_an_older_stamp_resumes_and_another_proxy_is_refused(tmp_path):
 
 
 def test_a_stamp_from_before_bit_choices_resumes_with_every_width_only(tmp_path):
-    """That version searched every width (the default): resuming its study in the latency levels
-    would mix two parameter sets in one study."""
+    """That version searched every width (then the only way): resuming its study in the latency
+    levels, today's default, would mix two parameter sets in one study."""
     out = tmp_path / "run"
-    prepare_output_dir(tiny_recipe(out))
+    prepare_output_dir(tiny_recipe(out, "search.bit_choices=all"))
     stamp = out / "recipe.json"
     data = json.loads(stamp.read_text())
     del data["search_affecting"]["search"]["bit_choices"]
     stamp.write_text(json.dumps(data))
-    prepare_output_dir(tiny_recipe(out))
+    prepare_output_dir(tiny_recipe(out, "search.bit_choices=all"))
     stamp.write_text(json.dumps(data))
     with pytest.raises(RecipeError, match="different search settings"):
-        prepare_output_dir(tiny_recipe(out, "search.bit_choices=latency_levels"))
+        prepare_output_dir(tiny_recipe(out))
+    assert tiny_recipe(out).search.bit_choices == "latency_levels"
