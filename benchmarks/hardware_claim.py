@@ -59,10 +59,13 @@ PAIRS = {"w4/a8": (4, 8), "w8/a4": (8, 4), "4/4": (4, 4), "2/2": (2, 2)}
 # The benchmark's job: MobileNetV2 from scratch on digits at 32x32, sized for two busy CPU cores. Two
 # adaptation steps leave the quantized model 8-15 points below float, so the accuracy floor is 20 points
 # below float: with the digits recipe's 1 point every trial is penalised and latency plays no part.
+# Every width is searched: the question is which widths the search picks per layer, and the latency
+# levels would decide part of that from the latency table before the search starts.
 BASE = ["name=hardware_claim", "model.name=mobilenet_v2", "model.weights=none", "model.pretrain.epochs=8",
         "data.name=digits", "data.image_size=32", "data.channels=3", "hardware.backend=analytic",
         "hardware.profile=scalesim", "search.sampler=amed", "search.trials=60", "search.warmup_epochs=2",
-        "search.adapt_steps=2", "quality.max_accuracy_drop=0.2", "export.qonnx=false"]
+        "search.bit_choices=all", "search.adapt_steps=2", "quality.max_accuracy_drop=0.2",
+        "finetune.candidates=quality", "export.qonnx=false"]
 
 
 # --- pure functions (tested in tests/job/test_hardware_claim_benchmark.py) --------------------------
