@@ -22,7 +22,8 @@ must tell apart), and as an estimate against a noiseless reference (K -> infinit
 mean of the other half: how far the reference itself is from noiseless.
 
     python benchmarks/proxy_fidelity.py                                   # digits, 32 allocations
-    python benchmarks/proxy_fidelity.py --steps 30,60 --repeats 4 --finetunes 4   # the README's table
+    python benchmarks/proxy_fidelity.py --steps 30,60 --repeats 4 --finetunes 4 \\
+        --set finetune.distill=false                                      # README's first table
     python benchmarks/proxy_fidelity.py --set model.name=resnet18 --set data.channels=3 \\
         --set data.image_size=16 --set finetune.epochs=2 --allocations 30  # ResNet-18, small input
 """
@@ -66,6 +67,35 @@ def allocations(job: Job, n: int, seed: int) -> list[tuple[str, dict[str, int]]]
         picked.append((f"random-{i}-{'all' if allowed is None else ''.join(map(str, allowed))}", bits))
         i += 1
     return picked[:n]
+
+
+def measured_with(recipe) -> dict:
+    """What a row's measurements depend on: the job (seed, model, data, quantization, hardware,
+    quality, the search settings that shape a trial) and the fine-tuning's training settings."""
+    return json.loads(json.dumps({"job": recipe.search_affecting(), "finetune": recipe.finetune.model_dump(
+        include={"epochs", "lr", "distill", "distill_temperature"})}, default=str))
+
+
+def reusable(path: str, recipe) -> dict[str, dict]:
+    """The rows of an earlier ``--json`` by label, if they were measured with ``recipe``'s settings.
+
+    Raises:
+        SystemExit: A row was measured with other settings (named), or by a version that did not
+            record them: its fine-tunings would be mixed with these.
+    """
+    now = measured_with(recipe)
+    rows = json.loads(Path(path).read_text())
+    for row in rows:
+        then = row.get("settings")
+        if then is None:
+            raise SystemExit(f"--reuse {path}: row {row.get('label')!r} does not record the settings it was measured "
+                             f"with (an older version wrote it); rerun without --reuse")
+        changed = [f"{part}.{k}" for part in ("job", "finetune") for k in sorted(set(then[part]) | set(now[part]))
+                   if then[part].get(k) != now[part].get(k)]
+        if changed:
+            raise SystemExit(f"--reuse {path}: row {row.get('label')!r} was measured with other {', '.join(changed)}; "
+                             f"give the same --set options as that run, or rerun without --reuse")
+    return {row["label"]: row for row in rows}
 
 
 def bn_reestimated(job: Job, bits: dict[str, int], batches: int, seed: int) -> float:
@@ -156,17 +186,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = args.output_dir or str(Path(tmp) / "job")
         recipe = load_recipe(args.recipe, [f"output_dir={out_dir}", *args.overrides])
+        known = reusable(args.reuse, recipe) if args.reuse else {}
         started = time.perf_counter()
         job = build_job(recipe, no_progress())
         print(f"{recipe.name} ({recipe.model.name}): job prepared in {time.perf_counter() - started:.0f} s; float "
               f"val {100 * job.float_accuracy.val:.2f}%, test {100 * job.float_accuracy.test:.2f}%", flush=True)
-        known = {r["label"]: r for r in json.loads(Path(args.reuse).read_text())} if args.reuse else {}
         rows = []
         for i, (label, bits) in enumerate(allocations(job, args.allocations, recipe.seed)):
             before = known.get(label, {})
             ft = before.get("ft") or ([[before["ft_val"], before["ft_test"], before["ft_seconds"]]]
                                       if "ft_val" in before else [])
-            row = {"label": label, "latency_ratio": job.latency.cycles(bits) / job.reference_latency,
+            row = {"label": label, "settings": measured_with(recipe),
+                   "latency_ratio": job.latency.cycles(bits) / job.reference_latency,
                    "proxies": proxies(job, bits, recipe.seed + 100_000 + i, args, before.get("proxies", {})),
                    "ft": ft[:args.finetunes] + [finetuned(job, bits, recipe.seed + k)
                                                 for k in range(len(ft), args.finetunes)]}

@@ -1,0 +1,49 @@
+"""The proxy-fidelity benchmark keeps an earlier run's measurements only if they were made with the
+same job and fine-tuning settings (rows written here; no job is built)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from brevitas_amed.job.recipe import load_recipe
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import proxy_fidelity  # noqa: E402
+
+
+def _rows(path: Path, recipe, labels=("uniform-8", "random-0-23")) -> None:
+    path.write_text(json.dumps([{"label": label, "settings": proxy_fidelity.measured_with(recipe),
+                                 "latency_ratio": 1.0, "proxies": {}, "ft": [[0.98, 0.97, 5.0]]} for label in labels]))
+
+
+def test_rows_of_the_same_settings_are_kept_whatever_the_output_folder(tmp_path) -> None:
+    path = tmp_path / "pf.json"
+    _rows(path, load_recipe(None, [f"output_dir={tmp_path / 'a'}"]))
+    kept = proxy_fidelity.reusable(str(path), load_recipe(None, [f"output_dir={tmp_path / 'b'}"]))
+    assert sorted(kept) == ["random-0-23", "uniform-8"]
+    assert kept["uniform-8"]["ft"] == [[0.98, 0.97, 5.0]]
+
+
+@pytest.mark.parametrize("then, now, named", [
+    (["finetune.distill=false"], [], "finetune.distill"),
+    ([], ["finetune.epochs=3"], "finetune.epochs"),
+    ([], ["seed=1"], "job.seed"),
+    ([], ["search.adapt_steps=30"], "job.search"),
+])
+def test_rows_measured_otherwise_are_refused_with_what_differs(tmp_path, then, now, named) -> None:
+    path = tmp_path / "pf.json"
+    _rows(path, load_recipe(None, then))
+    with pytest.raises(SystemExit, match="random-0-23|uniform-8") as err:
+        proxy_fidelity.reusable(str(path), load_recipe(None, now))
+    assert named in str(err.value) and "--set" in str(err.value)
+
+
+def test_rows_of_a_version_that_did_not_record_settings_are_refused(tmp_path) -> None:
+    path = tmp_path / "pf.json"
+    path.write_text(json.dumps([{"label": "uniform-8", "latency_ratio": 1.0, "proxies": {}, "ft": []}]))
+    with pytest.raises(SystemExit, match="does not record the settings"):
+        proxy_fidelity.reusable(str(path), load_recipe(None))
