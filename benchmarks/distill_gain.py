@@ -5,15 +5,16 @@ Two measurements:
 - ``--pair A B``: every fine-tuned model of folder A (``seed*/models/*.json``) whose allocation
   folder B fine-tuned with other settings (another key): the mean change of validation and test
   accuracy from A to B, how many models got better or worse on test, by method and by latency.
-  Both folders come from ``compare_seeds.py`` runs that share their studies (copy the folder,
-  then rerun with ``--set finetune.distill=true``), so the allocations are the same.
+  Both folders come from ``compare_seeds.py`` runs that share their studies (a labels-only run,
+  ``--set finetune.distill=false``; copy its folder, then rerun without that option: the recipe
+  distils), so the allocations are the same.
 - ``--folder F --labels amed-t2,differentiable-1``: fine-tunes each labelled allocation of F's
   models ``--batch-seeds`` K times (batch seeds seed .. seed + K - 1, seed being the recipe's, so
   the first is the job's own fine-tuning), without and with distillation, and prints each
   accuracy, the means and the seconds per fine-tuning. F is a seed folder (``runs/x/seed3``); it
   is copied to a temporary folder first and left unchanged.
 
-    python benchmarks/distill_gain.py --pair runs/compare_seeds_levels runs/compare_seeds_distill
+    python benchmarks/distill_gain.py --pair runs/compare_seeds_levels runs/compare_seeds
     python benchmarks/distill_gain.py --folder runs/compare_seeds_levels/seed3 \\
         --labels amed-t2,differentiable-1 --batch-seeds 5
 """
