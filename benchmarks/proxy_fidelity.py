@@ -268,6 +268,11 @@ def report(job: Job, rows: list[dict]) -> None:
     print("|---|---|---|---|---|---|---|")
     if k >= 2:
         print(ceiling)
+    # the fine-tuned models' own validation accuracy against their test accuracy: how far the two
+    # splits agree on the very models a validation proxy stands in for
+    val = [statistics.fmean(f[0] for f in r["ft"][:k]) for r in rows]
+    print(f"| *fine-tuned validation (mean of {k}) vs test* | {tau(val, test):.3f} | | | "
+          f"{tau([val[i] for i in near], [test[i] for i in near]):.3f} | | |")
     names = [p for p in rows[0]["proxies"] if p != "noise" and all(p in r["proxies"] for r in rows)]
     for name in [p for p in names if "#" not in p]:
         x = [r["proxies"][name][0] for r in rows]

@@ -47,3 +47,22 @@ def test_rows_of_a_version_that_did_not_record_settings_are_refused(tmp_path) ->
     path.write_text(json.dumps([{"label": "uniform-8", "latency_ratio": 1.0, "proxies": {}, "ft": []}]))
     with pytest.raises(SystemExit, match="does not record the settings"):
         proxy_fidelity.reusable(str(path), load_recipe(None))
+
+
+def test_the_report_ranks_the_fine_tuned_validation_against_test(capsys) -> None:
+    """How far the splits agree: the fine-tuned models' validation accuracy ranked against their
+    test accuracy (here in the same order, then in the reverse order)."""
+    from types import SimpleNamespace
+
+    job = SimpleNamespace(data=SimpleNamespace(val=range(359), test=range(360)),
+                          float_accuracy=SimpleNamespace(test=0.99))
+    rows = [{"label": f"a{i}", "latency_ratio": 0.5, "proxies": {"recipe": [0.9 + i / 100, 0.5]},
+             "ft": [[0.95 + i / 100, 0.97 + i / 200, 6.0], [0.95 + i / 100, 0.97 + i / 200, 6.0]]} for i in range(4)]
+    proxy_fidelity.report(job, rows)
+    row = next(line for line in capsys.readouterr().out.splitlines() if "fine-tuned validation (mean of 2) vs test" in line)
+    assert row.split("|")[2].strip() == "1.000"
+    for r in rows:
+        r["ft"] = [[1.0 - v, t, s] for v, t, s in r["ft"]]
+    proxy_fidelity.report(job, rows)
+    row = next(line for line in capsys.readouterr().out.splitlines() if "fine-tuned validation (mean of 2) vs test" in line)
+    assert row.split("|")[2].strip() == "-1.000"
