@@ -76,6 +76,14 @@ def measured_with(recipe) -> dict:
         include={"epochs", "lr", "distill", "distill_temperature"})}, default=str))
 
 
+def flat(settings: dict, prefix: str = "") -> dict:
+    """``{"job.search.adapt_steps": 10, ...}``: nested settings by dotted name."""
+    out = {}
+    for key, value in settings.items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
 def reusable(path: str, recipe) -> dict[str, dict]:
     """The rows of an earlier ``--json`` by label, if they were measured with ``recipe``'s settings.
 
@@ -90,8 +98,8 @@ def reusable(path: str, recipe) -> dict[str, dict]:
         if then is None:
             raise SystemExit(f"--reuse {path}: row {row.get('label')!r} does not record the settings it was measured "
                              f"with (an older version wrote it); rerun without --reuse")
-        changed = [f"{part}.{k}" for part in ("job", "finetune") for k in sorted(set(then[part]) | set(now[part]))
-                   if then[part].get(k) != now[part].get(k)]
+        was, is_ = flat(then), flat(now)
+        changed = sorted(k for k in set(was) | set(is_) if was.get(k) != is_.get(k))
         if changed:
             raise SystemExit(f"--reuse {path}: row {row.get('label')!r} was measured with other {', '.join(changed)}; "
                              f"give the same --set options as that run, or rerun without --reuse")

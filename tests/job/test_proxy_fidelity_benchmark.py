@@ -32,7 +32,8 @@ def test_rows_of_the_same_settings_are_kept_whatever_the_output_folder(tmp_path)
     (["finetune.distill=false"], [], "finetune.distill"),
     ([], ["finetune.epochs=3"], "finetune.epochs"),
     ([], ["seed=1"], "job.seed"),
-    ([], ["search.adapt_steps=30"], "job.search"),
+    ([], ["search.adapt_steps=30"], "job.search.adapt_steps"),
+    (["quantization.first_layer=float"], [], "job.quantization.first_layer"),
 ])
 def test_rows_measured_otherwise_are_refused_with_what_differs(tmp_path, then, now, named) -> None:
     path = tmp_path / "pf.json"
