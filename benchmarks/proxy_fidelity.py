@@ -25,7 +25,8 @@ mean of the other half: how far the reference itself is from noiseless.
     python benchmarks/proxy_fidelity.py --steps 30,60 --repeats 4 --finetunes 4 \\
         --set finetune.distill=false                                      # README's first table
     python benchmarks/proxy_fidelity.py --set model.name=resnet18 --set data.channels=3 \\
-        --set data.image_size=16 --set finetune.epochs=2 --allocations 30  # ResNet-18, small input
+        --set data.image_size=16 --set finetune.epochs=2 --set finetune.distill=false \\
+        --set hardware.backend=analytic --allocations 30 --finetunes 2 --proxies recipe,bn  # README's ResNet-18
 """
 
 from __future__ import annotations
@@ -69,11 +70,14 @@ def allocations(job: Job, n: int, seed: int) -> list[tuple[str, dict[str, int]]]
     return picked[:n]
 
 
-def measured_with(recipe) -> dict:
+def measured_with(recipe, bn_batches: int) -> dict:
     """What a row's measurements depend on: the job (seed, model, data, quantization, hardware,
-    quality, the search settings that shape a trial) and the fine-tuning's training settings."""
-    return json.loads(json.dumps({"job": recipe.search_affecting(), "finetune": recipe.finetune.model_dump(
-        include={"epochs", "lr", "distill", "distill_temperature"})}, default=str))
+    quality, the search settings that shape a trial; not ``bit_choices``: the allocations here are
+    drawn from every width), the fine-tuning's training settings and ``--bn-batches``."""
+    job = recipe.search_affecting()
+    job["search"] = {k: v for k, v in job["search"].items() if k != "bit_choices"}
+    return json.loads(json.dumps({"job": job, "finetune": recipe.finetune.model_dump(
+        include={"epochs", "lr", "distill", "distill_temperature"}), "bn_batches": bn_batches}, default=str))
 
 
 def flat(settings: dict, prefix: str = "") -> dict:
@@ -84,14 +88,14 @@ def flat(settings: dict, prefix: str = "") -> dict:
     return out
 
 
-def reusable(path: str, recipe) -> dict[str, dict]:
-    """The rows of an earlier ``--json`` by label, if they were measured with ``recipe``'s settings.
+def reusable(path: str, now: dict) -> dict[str, dict]:
+    """The rows of an earlier ``--json`` by label, if they were measured with the settings ``now``
+    (:func:`measured_with`; a setting the row does not record counts as another).
 
     Raises:
         SystemExit: A row was measured with other settings (named), or by a version that did not
             record them: its fine-tunings would be mixed with these.
     """
-    now = measured_with(recipe)
     rows = json.loads(Path(path).read_text())
     for row in rows:
         then = row.get("settings")
@@ -99,7 +103,7 @@ def reusable(path: str, recipe) -> dict[str, dict]:
             raise SystemExit(f"--reuse {path}: row {row.get('label')!r} does not record the settings it was measured "
                              f"with (an older version wrote it); rerun without --reuse")
         was, is_ = flat(then), flat(now)
-        changed = sorted(k for k in set(was) | set(is_) if was.get(k) != is_.get(k))
+        changed = sorted(k for k in is_ if k not in was or was[k] != is_[k])
         if changed:
             raise SystemExit(f"--reuse {path}: row {row.get('label')!r} was measured with other {', '.join(changed)}; "
                              f"give the same --set options as that run, or rerun without --reuse")
@@ -194,7 +198,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = args.output_dir or str(Path(tmp) / "job")
         recipe = load_recipe(args.recipe, [f"output_dir={out_dir}", *args.overrides])
-        known = reusable(args.reuse, recipe) if args.reuse else {}
+        settings = measured_with(recipe, args.bn_batches)
+        known = reusable(args.reuse, settings) if args.reuse else {}
         started = time.perf_counter()
         job = build_job(recipe, no_progress())
         print(f"{recipe.name} ({recipe.model.name}): job prepared in {time.perf_counter() - started:.0f} s; float "
@@ -202,9 +207,8 @@ def main() -> None:
         rows = []
         for i, (label, bits) in enumerate(allocations(job, args.allocations, recipe.seed)):
             before = known.get(label, {})
-            ft = before.get("ft") or ([[before["ft_val"], before["ft_test"], before["ft_seconds"]]]
-                                      if "ft_val" in before else [])
-            row = {"label": label, "settings": measured_with(recipe),
+            ft = before.get("ft", [])
+            row = {"label": label, "settings": settings,
                    "latency_ratio": job.latency.cycles(bits) / job.reference_latency,
                    "proxies": proxies(job, bits, recipe.seed + 100_000 + i, args, before.get("proxies", {})),
                    "ft": ft[:args.finetunes] + [finetuned(job, bits, recipe.seed + k)

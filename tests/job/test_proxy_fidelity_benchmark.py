@@ -15,15 +15,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import proxy_fidelity  # noqa: E402
 
 
-def _rows(path: Path, recipe, labels=("uniform-8", "random-0-23")) -> None:
-    path.write_text(json.dumps([{"label": label, "settings": proxy_fidelity.measured_with(recipe),
+def _rows(path: Path, recipe, labels=("uniform-8", "random-0-23"), bn_batches: int = 8) -> None:
+    path.write_text(json.dumps([{"label": label, "settings": proxy_fidelity.measured_with(recipe, bn_batches),
                                  "latency_ratio": 1.0, "proxies": {}, "ft": [[0.98, 0.97, 5.0]]} for label in labels]))
 
 
 def test_rows_of_the_same_settings_are_kept_whatever_the_output_folder(tmp_path) -> None:
     path = tmp_path / "pf.json"
     _rows(path, load_recipe(None, [f"output_dir={tmp_path / 'a'}"]))
-    kept = proxy_fidelity.reusable(str(path), load_recipe(None, [f"output_dir={tmp_path / 'b'}"]))
+    now = load_recipe(None, [f"output_dir={tmp_path / 'b'}", "search.bit_choices=all"])  # not what the rows measure
+    kept = proxy_fidelity.reusable(str(path), proxy_fidelity.measured_with(now, 8))
     assert sorted(kept) == ["random-0-23", "uniform-8"]
     assert kept["uniform-8"]["ft"] == [[0.98, 0.97, 5.0]]
 
@@ -39,15 +40,22 @@ def test_rows_measured_otherwise_are_refused_with_what_differs(tmp_path, then, n
     path = tmp_path / "pf.json"
     _rows(path, load_recipe(None, then))
     with pytest.raises(SystemExit, match="random-0-23|uniform-8") as err:
-        proxy_fidelity.reusable(str(path), load_recipe(None, now))
+        proxy_fidelity.reusable(str(path), proxy_fidelity.measured_with(load_recipe(None, now), 8))
     assert named in str(err.value) and "--set" in str(err.value)
+
+
+def test_rows_of_other_bn_batches_are_refused(tmp_path) -> None:
+    path = tmp_path / "pf.json"
+    _rows(path, load_recipe(None), bn_batches=4)
+    with pytest.raises(SystemExit, match="bn_batches"):
+        proxy_fidelity.reusable(str(path), proxy_fidelity.measured_with(load_recipe(None), 8))
 
 
 def test_rows_of_a_version_that_did_not_record_settings_are_refused(tmp_path) -> None:
     path = tmp_path / "pf.json"
     path.write_text(json.dumps([{"label": "uniform-8", "latency_ratio": 1.0, "proxies": {}, "ft": []}]))
     with pytest.raises(SystemExit, match="does not record the settings"):
-        proxy_fidelity.reusable(str(path), load_recipe(None))
+        proxy_fidelity.reusable(str(path), proxy_fidelity.measured_with(load_recipe(None), 8))
 
 
 def test_the_report_ranks_the_fine_tuned_validation_against_test(capsys) -> None:
