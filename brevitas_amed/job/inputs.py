@@ -68,7 +68,8 @@ def make_backend(recipe: Recipe) -> hw_backends.Backend:
 
 def same_setting(stored: Any, now: Any, defaults: dict[str, Any]) -> bool:
     """Whether a stamped section equals the current one. A setting the stamp lacks was added
-    after the stamp was written: the same, as long as it is at its default (``defaults``)."""
+    after the stamp was written: the same, as long as it is at the value that version ran with
+    (``defaults``: see :func:`section_defaults`)."""
     if not (isinstance(stored, dict) and isinstance(now, dict)):
         return stored == now
     missing = object()
@@ -86,6 +87,20 @@ def section_defaults(recipe: Recipe, section: str) -> dict[str, Any]:
     return {**defaults, **UNSTAMPED_SETTINGS.get(section, {})}
 
 
+def differences(previous: dict[str, Any], current: dict[str, Any], changed: list[str], recipe: Recipe) -> list[str]:
+    """``key=stored value`` for each setting of the ``changed`` sections where the stamp differs."""
+    out = []
+    for section in changed:
+        was, now = previous[section], current.get(section)
+        if not (isinstance(was, dict) and isinstance(now, dict)):
+            out.append(f"{section}={was!r}")
+            continue
+        defaults = section_defaults(recipe, section)
+        out += [f"{section}.{k}={was.get(k, defaults.get(k))!r}" for k in sorted(set(was) | set(now))
+                if was.get(k, defaults.get(k)) != now.get(k)]
+    return out
+
+
 def prepare_output_dir(recipe: Recipe) -> Path:
     """Create the output directory; refuse to resume a study made by an incompatible recipe.
 
@@ -100,12 +115,14 @@ def prepare_output_dir(recipe: Recipe) -> Path:
     if stamp.is_file():
         previous = json.loads(stamp.read_text()).get("search_affecting") or {}
         # what the stamp lacks was not recorded by the version that wrote it: not a change, as long
-        # as a setting added since keeps its default (that version behaved as the default does)
+        # as a setting added since keeps the value that version ran with (section_defaults)
         changed = sorted(k for k in previous
                          if not same_setting(previous[k], current.get(k), section_defaults(recipe, k)))
         if changed:
-            raise RecipeError(f"output_dir {str(out)!r} holds a study made with different {', '.join(changed)} settings; "
-                              f"set output_dir to a new folder (or delete this one) to start over")
+            stored = differences(previous, current, changed, recipe)
+            raise RecipeError(f"output_dir {str(out)!r} holds a study made with different {', '.join(changed)} settings "
+                              f"(the study's: {', '.join(stored[:3])}{', ...' if len(stored) > 3 else ''}); set those to "
+                              f"resume it, or set output_dir to a new folder (or delete this one) to start over")
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(dump_recipe(recipe), out / "recipe.yaml")
     write_text_atomic(json.dumps({"search_affecting": current}, indent=1, default=str), stamp)

@@ -91,3 +91,13 @@ def test_a_stamp_from_before_bit_choices_resumes_with_every_width_only(tmp_path)
     with pytest.raises(RecipeError, match="different search settings"):
         prepare_output_dir(tiny_recipe(out))
     assert tiny_recipe(out).search.bit_choices == "latency_levels"
+
+
+def test_a_study_searched_in_every_width_is_refused_under_the_latency_levels_naming_the_setting(tmp_path):
+    """The previous version's stamp records bit_choices: all; the new default would mix parameter
+    sets, so the message names the study's value, and setting it resumes the folder."""
+    out = tmp_path / "run"
+    prepare_output_dir(tiny_recipe(out, "search.bit_choices=all"))
+    with pytest.raises(RecipeError, match=r"different search settings \(the study's: search.bit_choices='all'\)"):
+        prepare_output_dir(tiny_recipe(out))
+    prepare_output_dir(tiny_recipe(out, "search.bit_choices=all"))
