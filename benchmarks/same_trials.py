@@ -3,6 +3,7 @@ earlier commit, same recipe and seed, and compare every trial (state, parameters
 
     python benchmarks/same_trials.py --base d00047d            # earlier commit vs the working tree
     python benchmarks/same_trials.py --base d00047d --trials 30
+    python benchmarks/same_trials.py --base 5e85d6c --set search.bit_choices=all   # across a default change
 
 The earlier commit is unpacked with ``git archive`` into a temporary folder and run from there
 (its modules shadow the installed ones); nothing in this checkout changes. Both runs use one torch
@@ -30,9 +31,9 @@ def settings(trials: int) -> list[str]:
             "finetune.baselines=[8]", "export.qonnx=false", "threads=1", "seed=0"]
 
 
-def run_job(tree: Path, out: Path, trials: int) -> tuple[list[dict], float]:
+def run_job(tree: Path, out: Path, trials: int, extra: list[str] = ()) -> tuple[list[dict], float]:
     args = [sys.executable, "-m", "brevitas_amed", "recipe", "-q", "--set", f"output_dir={out}"]
-    for item in settings(trials):
+    for item in [*settings(trials), *extra]:
         args += ["--set", item]
     env = {**os.environ, "PYTHONPATH": str(tree), "BREVITAS_AMED_CACHE": f"sqlite:///{out.parent / (out.name + '-cache.db')}"}
     started = time.time()
@@ -51,6 +52,9 @@ def main() -> int:
     parser.add_argument("--base", required=True, help="the earlier commit (any git revision)")
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--tree", type=Path, default=ROOT, help="the source tree to compare (default: this checkout)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe setting for this tree only, to match the base's defaults: "
+                             "search.bit_choices=all for a base before the latency levels became the default")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -59,7 +63,7 @@ def main() -> int:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.base], capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(base_tree)], input=archive, check=True)
         base, base_s = run_job(base_tree, tmp / "out-base", args.trials)
-        head, head_s = run_job(args.tree.resolve(), tmp / "out-head", args.trials)
+        head, head_s = run_job(args.tree.resolve(), tmp / "out-head", args.trials, args.overrides)
     a, b = comparable(base), comparable(head)
     diffs = [(x, y) for x, y in zip(a, b) if x != y]
     print(f"base {args.base}: {len(a)} trials in {base_s:.1f} s; {args.tree}: {len(b)} trials in {head_s:.1f} s")
