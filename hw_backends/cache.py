@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -126,6 +128,16 @@ def _as_dict(result: LayerLatency) -> Mapping[str, object]:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    # Switching to WAL fails at once, without SQLite's busy handler, while another connection holds
+    # a write lock in rollback mode: two processes opening a new cache file together. Wait it out.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA synchronous = NORMAL")
     cursor.close()

@@ -101,3 +101,21 @@ def test_command_backend_uses_the_base_initialiser(tmp_path):
                               cache=f"sqlite:///{tmp_path / 'c.db'}")
     assert isinstance(backend.cache, LatencyCache)
     assert repr(backend) == "CommandBackend(profile='dev')"
+
+
+def test_a_new_cache_file_opens_while_another_process_is_writing_it(tmp_path):
+    """Two workers starting together on a new cache file: one holds a write lock in rollback mode,
+    where switching to WAL does not wait on SQLite's busy handler. The other waits, then opens."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "latency.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE other (x)")
+    threading.Timer(0.5, lambda: writer.execute("COMMIT")).start()
+    cache = LatencyCache(f"sqlite:///{path}")
+    assert len(cache) == 0
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    writer.close()
