@@ -135,15 +135,18 @@ def finetuned(job: Job, bits: dict[str, int], seed: int) -> list[float]:
 
 
 def proxies(job: Job, bits: dict[str, int], seed: int, args, known: dict) -> dict[str, list[float]]:
-    """``{proxy: [accuracy, seconds]}`` for one allocation; proxies in ``known`` are kept."""
+    """``{proxy: [accuracy, seconds, test accuracy]}`` for one allocation (a proxy's own model read on
+    the test split: the "same images" table); proxies in ``known`` are kept."""
     out: dict[str, list[float]] = dict(known)
 
-    def timed(name: str, fn) -> None:
+    def timed(name: str, fn, on_test: bool = False) -> None:
         if name in out:
             return
         started = time.perf_counter()
         value = fn()
         out[name] = [value, time.perf_counter() - started]
+        if on_test:  # the model the proxy left, read on the test split too (not part of a trial's cost)
+            out[name].append(evaluate(job.qmodel, job.loaders["test"]))
 
     s = job.recipe.search
     single = {}  # proxies of one draw: batch seed -> accuracy
@@ -156,8 +159,8 @@ def proxies(job: Job, bits: dict[str, int], seed: int, args, known: dict) -> dic
     if "bn" in args.proxies:
         single["bn"] = lambda sd: bn_reestimated(job, bits, args.bn_batches, sd)
     for name, fn in single.items():  # draw r > 1 is stored as "<name>#r"
-        for r in range(args.draws):
-            timed(name if r == 0 else f"{name}#{r + 1}", lambda: fn(seed + 7919 * r))
+        for r in range(args.draws):  # a trial of several draws leaves only its last draw's model to read on test
+            timed(name if r == 0 else f"{name}#{r + 1}", lambda: fn(seed + 7919 * r), name == "bn" or s.draws == 1)
     draws: list[float] = []
 
     def repeated() -> float:
@@ -296,6 +299,38 @@ def report(job: Job, rows: list[dict]) -> None:
               f"| {seconds:.2f} |")
 
     draw_table(rows, [p for p in names if "#" not in p], test, pooled)
+    same_images_table(rows, [p for p in names if "#" not in p], k)
+
+
+def same_images_table(rows: list[dict], names: list[str], k: int) -> None:
+    """Tau when a proxy and the fine-tuned models read the same images: the proxy (validation) against
+    the fine-tuned validation accuracy, and the proxy's model read on test against the fine-tuned
+    test accuracy. What is left is how the two procedures rank, without how the splits differ."""
+    half = k // 2
+
+    def mean_ft(split: int, lo: int, hi: int) -> list[float]:
+        return [statistics.fmean(f[split] for f in r["ft"][lo:hi]) for r in rows]
+
+    val, test = mean_ft(0, 0, k), mean_ft(1, 0, k)
+    lines = []
+    if k >= 2:
+        first, second = ("1", "2") if half == 1 else (f"1-{half}", f"{half + 1}-{2 * half}")
+        lines.append(f"| *ceiling: fine-tune{'s' * (half > 1)} {first} vs {second}* | "
+                     f"{tau(mean_ft(0, 0, half), mean_ft(0, half, 2 * half)):.3f} | "
+                     f"{tau(mean_ft(1, 0, half), mean_ft(1, half, 2 * half)):.3f} | | |")
+    for name in names:
+        draws = [name] + sorted((p for p in rows[0]["proxies"] if p.startswith(name + "#")), key=lambda p: int(p.split("#")[1]))
+        draws = [d for d in draws if all(len(r["proxies"].get(d, ())) > 2 for r in rows)]
+        if not draws or draws[0] != name:
+            continue
+        on = [[[r["proxies"][d][split] for r in rows] for d in draws] for split in (0, 2)]
+        means = [[statistics.fmean(v) for v in zip(*x)] for x in on]
+        lines.append(f"| {name} | {tau(on[0][0], val):.3f} | {tau(on[1][0], test):.3f} | "
+                     + (f"{tau(means[0], val):.3f} | {tau(means[1], test):.3f} |" if len(draws) > 1 else "| |"))
+    if len(lines) > (k >= 2):
+        print(f"\nThe same images (reference: the mean of {k} fine-tunings, on the split the proxy's number is read on)\n"
+              "| proxy | one draw on validation vs fine-tuned validation | its model on test vs fine-tuned test "
+              "| mean of the draws, validation | mean of the draws, test |\n|---|---|---|---|---|\n" + "\n".join(lines))
 
 
 def draw_table(rows: list[dict], names: list[str], test: list[float], pooled: list[float]) -> None:

@@ -75,3 +75,25 @@ def test_the_report_ranks_the_fine_tuned_validation_against_test(capsys) -> None
     proxy_fidelity.report(job, rows)
     row = next(line for line in capsys.readouterr().out.splitlines() if "fine-tuned validation (mean of 2) vs test" in line)
     assert row.split("|")[2].strip() == "-1.000"
+
+
+def test_the_same_images_table_ranks_each_split_against_its_own_reference(capsys) -> None:
+    """A proxy read on validation is ranked against the fine-tuned validation accuracy and its model
+    read on test against the fine-tuned test accuracy; draws are averaged; a proxy measured without
+    a test reading (an older run) is left out."""
+    from types import SimpleNamespace
+
+    job = SimpleNamespace(data=SimpleNamespace(val=range(359), test=range(360)),
+                          float_accuracy=SimpleNamespace(test=0.99))
+    # validation: proxy and fine-tuning agree; test: the proxy's model ranks in the reverse order
+    rows = [{"label": f"a{i}", "latency_ratio": 0.5,
+             "proxies": {"bn": [0.9 + i / 100, 0.3, 0.99 - i / 100], "bn#2": [0.91 + i / 100, 0.3, 0.98 - i / 100],
+                         "recipe": [0.9 + i / 100, 0.5]},
+             "ft": [[0.95 + i / 100, 0.97 + i / 200, 6.0], [0.95 + i / 100, 0.97 + i / 200, 6.0]]} for i in range(4)]
+    proxy_fidelity.report(job, rows)
+    out = capsys.readouterr().out
+    table = out[out.index("The same images"):]
+    bn = next(line for line in table.splitlines() if line.startswith("| bn |")).split("|")
+    assert [c.strip() for c in bn[2:6]] == ["1.000", "-1.000", "1.000", "-1.000"]
+    assert "| recipe |" not in table
+    assert "ceiling" in table
