@@ -13,6 +13,7 @@ from brevitas_amed.job.recipe import load_recipe
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import proxy_fidelity  # noqa: E402
+import proxy_tables  # noqa: E402
 
 
 def _rows(path: Path, recipe, labels=("uniform-8", "random-0-23"), bn_batches: int = 8) -> None:
@@ -67,12 +68,12 @@ def test_the_report_ranks_the_fine_tuned_validation_against_test(capsys) -> None
                           float_accuracy=SimpleNamespace(test=0.99))
     rows = [{"label": f"a{i}", "latency_ratio": 0.5, "proxies": {"recipe": [0.9 + i / 100, 0.5]},
              "ft": [[0.95 + i / 100, 0.97 + i / 200, 6.0], [0.95 + i / 100, 0.97 + i / 200, 6.0]]} for i in range(4)]
-    proxy_fidelity.report(job, rows)
+    proxy_tables.report(job, rows)
     row = next(line for line in capsys.readouterr().out.splitlines() if "fine-tuned validation (mean of 2) vs test" in line)
     assert row.split("|")[2].strip() == "1.000"
     for r in rows:
         r["ft"] = [[1.0 - v, t, s] for v, t, s in r["ft"]]
-    proxy_fidelity.report(job, rows)
+    proxy_tables.report(job, rows)
     row = next(line for line in capsys.readouterr().out.splitlines() if "fine-tuned validation (mean of 2) vs test" in line)
     assert row.split("|")[2].strip() == "-1.000"
 
@@ -90,10 +91,20 @@ def test_the_same_images_table_ranks_each_split_against_its_own_reference(capsys
              "proxies": {"bn": [0.9 + i / 100, 0.3, 0.99 - i / 100], "bn#2": [0.91 + i / 100, 0.3, 0.98 - i / 100],
                          "recipe": [0.9 + i / 100, 0.5]},
              "ft": [[0.95 + i / 100, 0.97 + i / 200, 6.0], [0.95 + i / 100, 0.97 + i / 200, 6.0]]} for i in range(4)]
-    proxy_fidelity.report(job, rows)
+    proxy_tables.report(job, rows)
     out = capsys.readouterr().out
     table = out[out.index("The same images"):]
     bn = next(line for line in table.splitlines() if line.startswith("| bn |")).split("|")
     assert [c.strip() for c in bn[2:6]] == ["1.000", "-1.000", "1.000", "-1.000"]
     assert "| recipe |" not in table
     assert "ceiling" in table
+
+
+def test_one_fine_tuning_is_ranked_against_the_mean_of_the_others() -> None:
+    """On validation fine-tuning 0 ranks the four allocations in reverse (by a little), 1 and 2 in
+    order: against the mean of the other two, 0 reads -1 and 1, 2 read 1 each. On test all agree."""
+    rows = [{"ft": [[0.95 - i / 1000, 0.96 + i / 300, 5.0], [0.95 + i / 100, 0.96 + i / 100, 5.0],
+                    [0.95 + i / 100, 0.96 + i / 200, 5.0]]} for i in range(4)]
+    assert proxy_tables.one_finetune(rows, 3, 0, 0) == (1.0, -1.0, 1.0)
+    assert proxy_tables.one_finetune(rows, 3, 1, 1) == (1.0, 1.0, 1.0)
+    assert proxy_tables.one_finetune(rows, 3, 0, 1)[1] == -1.0  # 0's validation against the others' test
