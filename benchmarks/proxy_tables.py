@@ -135,7 +135,7 @@ def same_images_table(rows: list[dict], names: list[str], k: int) -> None:
         lines.append(f"| {name} | {tau(on[0][0], val):.3f} | {tau(on[1][0], test):.3f} | "
                      + (f"{tau(means[0], val):.3f} | {tau(means[1], test):.3f} |" if len(draws) > 1 else "| |"))
     if len(lines) > 2 * (k >= 2):
-        print(f"\nThe same images (reference: the mean of {k} fine-tunings, on the split the proxy's number is read on)\n"
+        print(f"\nThe same images (reference: the mean of {k} fine-tunings, on the split the proxy's number is read on)\n\n"
               "| proxy | one draw on validation vs fine-tuned validation | its model on test vs fine-tuned test "
               "| mean of the draws, validation | mean of the draws, test |\n|---|---|---|---|---|\n" + "\n".join(lines))
 
