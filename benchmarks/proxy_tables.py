@@ -17,7 +17,6 @@ def tau(x: list[float], y: list[float]) -> float:
     return float(kendalltau(x, y).statistic) if len(x) > 2 else float("nan")
 
 
-
 def pooled_accuracy(fts: list[list[float]], n_val: int, n_test: int) -> tuple[float, float]:
     """(test, val + test) accuracy of the mean of fine-tunings ``fts`` ([val, test, seconds] each)."""
     test = statistics.fmean(f[1] for f in fts)
