@@ -24,6 +24,13 @@ def pooled_accuracy(fts: list[list[float]], n_val: int, n_test: int) -> tuple[fl
     return test, (val * n_val + test * n_test) / (n_val + n_test)
 
 
+def ceiling_name(half: int) -> str:
+    """The ceiling row's name: the mean of the first ``half`` fine-tunings against the next ``half``."""
+    if half == 1:
+        return "ceiling: fine-tune 1 vs 2"
+    return f"ceiling: fine-tunes 1-{half} vs {half + 1}-{2 * half}"
+
+
 def noiseless_tau(observed: float, split_half: float, k: int) -> float:
     """An estimate of a proxy's tau against the fine-tuned accuracy averaged over infinitely many
     fine-tunings, from its tau against the mean of ``k`` and the tau between two halves of them.
@@ -64,8 +71,7 @@ def report(job: Job, rows: list[dict]) -> None:
         a = [pooled_accuracy(r["ft"][:half], n_val, n_test) for r in rows]
         b = [pooled_accuracy(r["ft"][half:2 * half], n_val, n_test) for r in rows]
         split_test, split_half = tau([x[0] for x in a], [x[0] for x in b]), tau([x[1] for x in a], [x[1] for x in b])
-        first, second = ("1", "2") if half == 1 else (f"1-{half}", f"{half + 1}-{2 * half}")
-        ceiling = (f"| *ceiling: fine-tune{'s' * (half > 1)} {first} vs {second}* "
+        ceiling = (f"| *{ceiling_name(half)}* "
                    f"| {split_test:.3f} | {split_half:.3f} | | "
                    f"{tau([a[i][0] for i in near], [b[i][0] for i in near]):.3f} | | {ft_s:.2f} |")
     print(f"| proxy | tau vs fine-tuned test (mean of {k}) | tau vs val+test (mean of {k}) "
@@ -118,8 +124,7 @@ def same_images_table(rows: list[dict], names: list[str], k: int) -> None:
     val, test = mean_ft(0, 0, k), mean_ft(1, 0, k)
     lines = []
     if k >= 2:
-        first, second = ("1", "2") if half == 1 else (f"1-{half}", f"{half + 1}-{2 * half}")
-        lines.append(f"| *ceiling: fine-tune{'s' * (half > 1)} {first} vs {second}* | "
+        lines.append(f"| *{ceiling_name(half)}* | "
                      f"{tau(mean_ft(0, 0, half), mean_ft(0, half, 2 * half)):.3f} | "
                      f"{tau(mean_ft(1, 0, half), mean_ft(1, half, 2 * half)):.3f} | | |")
         (v, *_), (t, *_) = one_finetune(rows, k, 0, 0), one_finetune(rows, k, 1, 1)
