@@ -89,8 +89,10 @@ class LatencyCache:
     def _create_table(self) -> None:
         try:
             _metadata.create_all(self.engine, checkfirst=True)
-        except sa.exc.OperationalError as exc:
-            # Another process may have created the table between the check and the create.
+        except sa.exc.DBAPIError as exc:
+            # Another process may have created the table between the check and the create:
+            # SQLite says OperationalError, PostgreSQL ProgrammingError (the table exists) or
+            # IntegrityError (both creates were in flight at once).
             if not sa.inspect(self.engine).has_table("latency"):
                 raise ValueError(f"cannot open latency cache {self.url!r}: {exc.orig}") from exc
 

@@ -34,3 +34,13 @@ def trained_digits_cnn(digits_splits):
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server of the tests' own (pgserver), as a SQLAlchemy URL."""
+    import pgserver  # a test dependency (the test extra): missing is a failure, not a skip
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+    yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    server.cleanup()

@@ -119,3 +119,31 @@ def test_a_new_cache_file_opens_while_another_process_is_writing_it(tmp_path):
     with sqlite3.connect(path) as reader:
         assert reader.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     writer.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_cache_opens_when_another_worker_creates_its_table_first(database, tmp_path, request):
+    """Two workers opening a new cache together: the table appears between one's check and its
+    create, which then fails (SQLite: OperationalError; PostgreSQL: ProgrammingError)."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'race.db'}" if database == "sqlite" else request.getfixturevalue("postgres")
+    other = sa.create_engine(url)
+    with other.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS latency"))
+
+    raced = []
+
+    def the_other_worker_first(table, connection, **kw):
+        if table.name == "latency" and not raced:
+            raced.append(table)
+            LatencyCache(url)  # the whole open, on its own connection, committed
+
+    sa.event.listen(sa.Table, "before_create", the_other_worker_first)
+    try:
+        cache = LatencyCache(url)
+    finally:
+        sa.event.remove(sa.Table, "before_create", the_other_worker_first)
+    assert raced and len(cache) == 0
+    with other.connect() as conn:
+        assert conn.execute(sa.text("select count(*) from latency")).scalar_one() == 0
