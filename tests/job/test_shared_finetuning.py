@@ -30,18 +30,21 @@ def test_a_worker_skips_a_held_candidate_and_the_launcher_waits_for_its_result(t
             assert not again  # a second claim of a held candidate fails at once
 
     # the launcher waits for a held candidate, then loads what its holder stored
-    release = threading.Event()
+    release, held = threading.Event(), threading.Event()
 
     def other_worker():
         with claim(lock, wait=True):
+            held.set()
             release.wait(10)
     holder = threading.Thread(target=other_worker)
     holder.start()
-    time.sleep(0.2)
+    assert held.wait(10)
     record = job.out / MODELS / "uniform-4.json"
     stamp = record.stat().st_mtime_ns
     threading.Timer(1.0, release.set).start()
+    started = time.monotonic()
     finals = finetune_all(job, picks, no_progress(), wait=True)
+    assert time.monotonic() - started >= 0.9  # it waited for the holder's release
     holder.join()
     assert [f.label for f in finals] == ["uniform-8", "uniform-4"]
     assert record.stat().st_mtime_ns == stamp  # uniform-4 was loaded, not trained again

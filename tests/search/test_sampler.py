@@ -314,7 +314,15 @@ def test_n_jobs_two_completes_and_keeps_one_chain() -> None:
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
     records = _records(study)
     assert len(records) >= 110
-    assert records[-1].moves > 100
+    # Under the sampler's lock the two threads never fork the chain: the newest record counts
+    # every finished proposal of the chain as a move, or as stale where the other thread's
+    # accepted move left its state first (how often depends on thread timing). The last two
+    # were in flight; each move out of a state leaves at most one other proposal stale.
+    assert len({r.seq for r in records}) == len(records)
+    head = max(records, key=lambda r: r.seq)
+    proposals = sum(1 for r in records if not r.proposal.refresh)
+    assert head.moves + head.stale >= proposals - 2
+    assert head.moves >= head.stale and head.moves > 50
     start = QUALITY(study.trials[0].values)
     assert max(QUALITY(t.values) for t in study.trials) > start + 0.5 * (_best_quality() - start)
 
