@@ -5,6 +5,7 @@ nothing lost or redone."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import signal
 import struct
@@ -35,11 +36,22 @@ def test_kill_9_during_search_then_rerun_keeps_every_completed_trial(tmp_path):
 
     def in_objective() -> bool:
         trials = trials_of(out)
+        # in its objective for a while: Optuna's first heartbeat, written as it starts, is in
         return len(completed(trials)) >= 3 and any(
-            t.state == optuna.trial.TrialState.RUNNING and "worker" in t.user_attrs for t in trials)
+            t.state == optuna.trial.TrialState.RUNNING and "worker" in t.user_attrs
+            and (datetime.datetime.now() - t.datetime_start).total_seconds() > 0.2 for t in trials)
 
-    wait_for(in_objective, proc)
-    proc.send_signal(signal.SIGKILL)
+    def killed_in_objective() -> bool:
+        if not in_objective():
+            return False
+        proc.send_signal(signal.SIGSTOP)  # frozen: its trial cannot end between the look and the kill
+        if in_objective():
+            proc.send_signal(signal.SIGKILL)
+            return True
+        proc.send_signal(signal.SIGCONT)
+        return False
+
+    wait_for(killed_in_objective, proc)
     proc.wait(timeout=60)
     before = completed(trials_of(out))
     time.sleep(2.5)  # the killed worker's heartbeat lapses (grace: 2 x 1 s)
