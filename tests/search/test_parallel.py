@@ -24,9 +24,11 @@ REPO = Path(__file__).resolve().parents[2]
 ENERGY = {(i, j): 0.7 * (i - 1) ** 2 + 0.4 * j for i in range(3) for j in range(4)}
 N_TRIALS = 1600
 BURN_IN = 50
-# Measured with 1,550 correlated samples on 12 states: 0.03 to 0.045 for one worker and for four;
-# the same chain without the Hastings correction at the grid's borders: 0.18 to 0.19.
-TV_BOUND = 0.06
+# Over 1,550 correlated samples on 12 states: 200 seeds of one worker gave mean 0.034, standard
+# deviation 0.008, largest 0.057; 60 runs of four threads 0.034, 0.008, 0.050; 100 runs of two
+# processes 0.036, 0.008, 0.065. The bound is 6.5 deviations above the mean. The same chain
+# without the Hastings correction at the grid's borders: 0.18 to 0.19.
+TV_BOUND = 0.09
 
 
 def objective(trial: optuna.Trial) -> float:
@@ -88,7 +90,14 @@ _WORKER = textwrap.dedent(
 def test_two_processes_on_one_journal_keep_the_distribution(tmp_path: Path) -> None:
     path = tmp_path / "journal.log"
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    optuna.create_study(study_name="shared", storage=storage)
+    study = optuna.create_study(study_name="shared", storage=storage)
+    # Every energy known first. A state in flight is unknown to the chain, which then moves as if
+    # it were not there; with trials of microseconds, Optuna's journal file lock (exponential
+    # back-off up to 1 s) can hold one process for seconds while the other runs hundreds of
+    # trials, and the state it evaluates is missed all that time (2 runs in 115 here, up to 0.106).
+    for state in ENERGY:
+        study.enqueue_trial(dict(zip("ij", state)))
+    study.optimize(objective, n_trials=len(ENERGY))
     script = tmp_path / "worker.py"
     script.write_text(_WORKER)
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
@@ -104,5 +113,5 @@ def test_two_processes_on_one_journal_keep_the_distribution(tmp_path: Path) -> N
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err
     trials = optuna.load_study(study_name="shared", storage=storage).trials
-    assert len(trials) == N_TRIALS
+    assert len(trials) == len(ENERGY) + N_TRIALS
     assert _total_variation(trials) < TV_BOUND
