@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import optuna
@@ -87,6 +88,9 @@ _WORKER = textwrap.dedent(
         study_name="shared", storage=storage,
         sampler=AMEDSampler(seed=int(sys.argv[2]), temperature=0.001),
     )
+    open(sys.argv[1] + ".ready" + sys.argv[2], "w").close()
+    while not os.path.exists(sys.argv[1] + ".go"):  # both start together, however slow the imports
+        time.sleep(0.01)
 
     def objective(trial):
         trial.set_user_attr("pid", os.getpid())
@@ -110,6 +114,15 @@ def test_two_processes_share_one_chain_on_a_journal_file(tmp_path: Path) -> None
                          stderr=subprocess.PIPE, text=True)
         for seed in (0, 1)
     ]
+    deadline = time.monotonic() + 60
+    try:
+        while not all(Path(f"{path}.ready{seed}").exists() for seed in (0, 1)):
+            for worker in workers:
+                assert worker.poll() is None, worker.communicate()[1]
+            assert time.monotonic() < deadline, "the workers did not load the study within 60 s"
+            time.sleep(0.01)
+    finally:
+        Path(f"{path}.go").touch()  # no worker waits for ever
     for worker in workers:
         _, err = worker.communicate(timeout=120)
         assert worker.returncode == 0, err
