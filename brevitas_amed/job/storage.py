@@ -12,8 +12,10 @@ import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy as sa
 
 from brevitas_amed.job.recipe import Recipe, RecipeError
+from hw_backends.cache import BUSY_TIMEOUT_MS
 
 JOURNAL_PREFIX = "journal:"
 
@@ -46,7 +48,18 @@ def make_storage(recipe: Recipe, out: Path) -> optuna.storages.BaseStorage:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
         return optuna.storages.RDBStorage(url, heartbeat_interval=beat, grace_period=2 * beat,
-                                          heartbeat_stale_trial_callback=retry)
+                                          heartbeat_stale_trial_callback=retry,
+                                          engine_kwargs=_engine_kwargs(url))
+
+
+def _engine_kwargs(url: str) -> dict:
+    """SQLite waits up to a minute for another worker's write lock, as the latency cache does,
+    rather than the driver's 5 s; a ``?timeout=`` in the URL is kept. A write that gives up
+    fails the worker (Optuna reports it as ``Should not reach.``), so the wait errs long."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and "timeout" not in parsed.query:
+        return {"connect_args": {"timeout": BUSY_TIMEOUT_MS / 1000}}
+    return {}
 
 
 def settles(recipe: Recipe, out: Path) -> bool:

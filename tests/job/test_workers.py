@@ -48,7 +48,10 @@ def test_kill_9_of_one_worker_mid_trial_loses_nothing_and_the_job_reports(tmp_pa
                 os.kill(pid, signal.SIGSTOP)  # frozen: its trial cannot end between the look and the kill
             except ProcessLookupError:  # that helper has just finished
                 continue
-            trials = trials_of(out)
+            # a short lock wait: frozen inside a write, the helper would hold every reader and
+            # writer (and its heartbeat would lapse) for as long as this read waited
+            trials = trials_of(out, storage=optuna.storages.RDBStorage(
+                f"sqlite:///{out / 'study.db'}", engine_kwargs={"connect_args": {"timeout": 0.5}}))
             # in its objective for a while: Optuna's first heartbeat, written as the objective
             # starts, is in (a trial killed before it would never be failed by a heartbeat)
             running = [t.number for t in trials if t.state == State.RUNNING and worker_pids([t]) == {pid}
@@ -175,3 +178,26 @@ def test_journal_urls_name_a_file():
     assert journal_path("journal:runs/study.journal") == Path("runs/study.journal")
     assert journal_path("journal:///data/study.journal") == Path("/data/study.journal")
     assert journal_path("sqlite:///study.db") is None
+
+
+def test_a_worker_waits_out_another_workers_sqlite_write_lock_past_the_drivers_5_s(tmp_path):
+    """A worker stalled inside a write (swapped out, stopped) holds SQLite's lock; the others wait
+    for it, as they do for the latency cache, instead of failing after the driver's 5 s."""
+    import sqlite3
+    import threading
+
+    from brevitas_amed.job.storage import make_storage
+    from tests.job.tiny import tiny_recipe
+
+    out = tmp_path / "run"
+    out.mkdir()
+    study = optuna.create_study(study_name="s", storage=make_storage(tiny_recipe(out), out))
+    trial = study.ask()
+    writer = sqlite3.connect(out / "study.db", isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")  # the stalled worker's write lock
+    threading.Timer(6.5, lambda: writer.execute("COMMIT")).start()
+    started = time.monotonic()
+    study.tell(trial, 1.0)  # Optuna retries creating a trial, not telling one
+    assert time.monotonic() - started > 6
+    assert [t.state for t in study.trials] == [State.COMPLETE]
+    writer.close()
